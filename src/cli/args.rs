@@ -1,0 +1,281 @@
+//! Command-line arguments (clap). Help text teaches; each command maps to one function.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Getting started:
+  cairn validate examples/quickstart     check a stack
+  cairn plan examples/quickstart         see what would change
+  cairn apply examples/quickstart        make it so (on the embedded sandbox cloud)
+
+Exit codes: 0 success · 1 error · 2 changes pending (plan --detailed-exitcode)
+Docs: docs/README.md";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Declarative multi-cloud infrastructure: TOML stacks → plan → apply",
+    long_about = "cairn reads a stack (a directory of TOML files declaring DNS zones, records with routing and \
+health checks, services deployed across clouds, scaling and compliance settings), compares it with the live \
+state of each cloud, and applies the difference. With no cloud configured it uses the embedded sandbox, a \
+simulated multi-cloud stored under .cairn/sandbox/.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Disable colors (also: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a stack's files: syntax, types, values, references, duplicates and cycles.
+    #[command(after_help = "Every error is reported at once, with file:line:col. Exit code 1 when there are errors.")]
+    Validate(StackArgs),
+
+    /// Show what apply would change, without changing anything.
+    #[command(after_help = "Symbols: + create, ~ update in place, -/+ replace, - destroy.\n\
+Save a plan with --out and apply exactly it later with `cairn apply FILE`; it is refused if the state or \
+the live resources changed in between.\n\
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes pending (--detailed-exitcode).")]
+    Plan(PlanArgs),
+
+    /// Apply a stack (or a saved plan file) to the live clouds.
+    #[command(after_help = "Asks for confirmation unless --auto-approve. Every completed change is recorded at once, \
+so an interrupted apply loses nothing: run it again and it converges.")]
+    Apply(ApplyArgs),
+
+    /// Destroy every resource the stack manages.
+    Destroy(DestroyArgs),
+
+    /// Show the recorded state, or a saved plan file.
+    Show(ShowArgs),
+
+    /// Print the dependency graph in Graphviz DOT (`cairn graph | dot -Tsvg > graph.svg`).
+    Graph(StackArgs),
+
+    /// Inspect and edit recorded state.
+    #[command(subcommand)]
+    State(StateCommand),
+
+    /// Adopt an existing live resource into the stack's state.
+    #[command(after_help = "Example: cairn import record.shop.example.com/www/A aws/record.shop.example.com/www/A\n\
+The ID is the provider's identifier (`cairn sandbox list` shows sandbox IDs). The resource should also be \
+declared in the stack, or the next apply deletes it.")]
+    Import(ImportArgs),
+
+    /// Change the embedded sandbox cloud behind cairn's back (to see and test drift).
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+
+    /// Print shell completions: `cairn completions bash > /etc/bash_completion.d/cairn`.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StackArgs {
+    /// The stack directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Environment whose variable overrides apply (default: [stack] environment).
+    #[arg(long, short = 'e', env = "CAIRN_ENV")]
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LockArgs {
+    /// Wait this long for the state lock instead of failing at once (e.g. `30s`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only this address and what it depends on (repeatable; a trailing * matches a prefix).
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
+
+    /// Leave out this address and everything that depends on it (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    /// Save the plan to this file, for `cairn apply FILE`.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+
+    /// Plan the destruction of everything the stack manages.
+    #[arg(long)]
+    pub destroy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A stack directory, or a plan file saved by `cairn plan --out`.
+    #[arg(default_value = ".", value_name = "DIR|PLANFILE")]
+    pub path: PathBuf,
+
+    #[arg(long, short = 'e', env = "CAIRN_ENV")]
+    pub env: Option<String>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// How many change batches may be in flight at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A stack directory (shows its state) or a saved plan file.
+    #[arg(default_value = ".", value_name = "DIR|PLANFILE")]
+    pub path: PathBuf,
+    #[arg(long, short = 'e', env = "CAIRN_ENV")]
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the addresses in state.
+    List(StackArgs),
+    /// Show one resource as recorded.
+    Show {
+        address: String,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Stop managing resources: forget them and clear their ownership marker (the live
+    /// resources stay).
+    Rm {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, short = 'e', env = "CAIRN_ENV")]
+        env: Option<String>,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Show who holds the state lock; explain how to release it.
+    Unlock(StackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Address to record it under, e.g. `record.shop.example.com/www/A`.
+    pub address: String,
+    /// The provider's ID of the live resource.
+    pub id: String,
+    #[arg(long, short = 'C', default_value = ".")]
+    pub dir: PathBuf,
+    #[arg(long, short = 'e', env = "CAIRN_ENV")]
+    pub env: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// List everything in the sandbox, with IDs and owners.
+    List(SandboxDir),
+    /// Create or edit a record out of band.
+    #[command(after_help = "Example: cairn sandbox set-record shop.example.com api A --ttl 60")]
+    SetRecord {
+        zone: String,
+        name: String,
+        #[arg(value_name = "TYPE")]
+        rtype: String,
+        /// New TTL.
+        #[arg(long)]
+        ttl: Option<u32>,
+        /// New value(s) for a simple record (repeatable).
+        #[arg(long = "value")]
+        values: Vec<String>,
+        /// Cloud namespace, when the zone exists in several.
+        #[arg(long)]
+        cloud: Option<String>,
+        #[command(flatten)]
+        dir: SandboxDir,
+    },
+    /// Delete a record, zone or group out of band, by sandbox ID or address.
+    Delete {
+        /// e.g. `aws/record.shop.example.com/api/A` or `record.shop.example.com/api/A`.
+        what: String,
+        #[command(flatten)]
+        dir: SandboxDir,
+    },
+    /// Change a scaling group's capacity out of band.
+    Resize {
+        /// The deployment, e.g. `api@aws/us-east-1`.
+        deployment: String,
+        #[arg(long)]
+        desired: u32,
+        #[command(flatten)]
+        dir: SandboxDir,
+    },
+    /// Mark a deployment's endpoint healthy (`up`) or unhealthy (`down`).
+    Endpoint {
+        #[arg(value_parser = ["up", "down"])]
+        state: String,
+        /// The deployment, e.g. `api@aws/us-east-1`.
+        deployment: String,
+        #[command(flatten)]
+        dir: SandboxDir,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SandboxDir {
+    /// The stack whose sandbox to use.
+    #[arg(long = "dir", short = 'C', default_value = ".")]
+    pub dir: PathBuf,
+}

@@ -1,0 +1,514 @@
+//! The command-line interface: parse arguments, call the library, print, return an exit code.
+//! Errors are printed in one place (`run`).
+
+mod args;
+mod sandbox;
+mod ui;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+pub use args::Cli;
+use args::*;
+use ui::{TerminalProgress, Ui};
+
+use crate::apply::{self, Outcome, ProviderSet};
+use crate::config::{self, Backend, Stack};
+use crate::diag::{self, Diag};
+use crate::model::{Address, Cloud, ProviderKind};
+use crate::plan::{self, Filter, Plan};
+use crate::provider::sandbox::Sandbox;
+use crate::provider::{LiveResource, Provider, Scope};
+use crate::state::{LocalState, LockError, StateError, StateLock};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_CHANGES: i32 = 2;
+
+/// A command failure: diagnostics already shaped for the user.
+pub struct Failure(pub Vec<Diag>);
+
+impl From<Diag> for Failure {
+    fn from(d: Diag) -> Self {
+        Failure(vec![d])
+    }
+}
+
+impl From<Vec<Diag>> for Failure {
+    fn from(d: Vec<Diag>) -> Self {
+        Failure(d)
+    }
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Self {
+        let d = match &e {
+            StateError::Lock(LockError::Held { holder, waited }) => {
+                let mut d = Diag::error("state::locked", format!("the state is locked by {holder}"));
+                d = match waited {
+                    Some(w) => d.help(format!("waited {}; try again when it finishes", humantime::format_duration(*w))),
+                    None => d.help("wait for it to finish, or pass --lock-timeout 5m to wait"),
+                };
+                d
+            }
+            _ => Diag::error("state::error", e.to_string()),
+        };
+        Failure(vec![d])
+    }
+}
+
+type CmdResult = Result<i32, Failure>;
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let ui = Ui::new(cli.no_color, cli.json);
+    match run(cli, &ui) {
+        Ok(code) => code,
+        Err(Failure(diags)) => {
+            ui.diagnostics(&diags);
+            EXIT_ERROR
+        }
+    }
+}
+
+fn run(cli: Cli, ui: &Ui) -> CmdResult {
+    match cli.command {
+        Command::Validate(a) => validate(&a, ui),
+        Command::Plan(a) => plan_cmd(&a, ui),
+        Command::Apply(a) => apply_cmd(a, ui),
+        Command::Destroy(a) => destroy_cmd(a, ui),
+        Command::Show(a) => show(&a, ui),
+        Command::Graph(a) => {
+            let (stack, _) = load(&a, ui)?;
+            let g = crate::graph::Graph::build(&stack.resources)?;
+            print!("{}", g.to_dot());
+            Ok(EXIT_OK)
+        }
+        Command::State(c) => state_cmd(c, ui),
+        Command::Import(a) => import(&a, ui),
+        Command::Sandbox(c) => sandbox::run(c, ui),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Loads and compiles; prints warnings; errors become the failure.
+fn load(a: &StackArgs, ui: &Ui) -> Result<(Stack, Vec<Diag>), Failure> {
+    let (stack, warnings) = config::load_stack(&a.dir, a.env.as_deref())?;
+    if !ui.json {
+        ui.diagnostics(&warnings);
+    }
+    Ok((stack, warnings))
+}
+
+fn validate(a: &StackArgs, ui: &Ui) -> CmdResult {
+    let result = config::load_stack(&a.dir, a.env.as_deref());
+    let (ok, diags, stack) = match result {
+        Ok((stack, warnings)) => (true, warnings, Some(stack)),
+        Err(diags) => (false, diags, None),
+    };
+    let counts = stack.as_ref().map(|s| {
+        let mut c: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &s.resources {
+            *c.entry(r.address.kind.as_str()).or_default() += 1;
+        }
+        c
+    });
+    if ui.json {
+        ui.print_json(&serde_json::json!({
+            "valid": ok,
+            "environment": stack.as_ref().map(|s| s.environment.clone()),
+            "resources": counts,
+            "diagnostics": diags.iter().map(Diag::to_json).collect::<Vec<_>>(),
+        }));
+    } else {
+        ui.diagnostics(&diags);
+        if let (Some(s), Some(c)) = (&stack, &counts) {
+            let n = |k: &str| c.get(k).copied().unwrap_or(0);
+            println!(
+                "{} stack `{}` ({}): {} zone{}, {} record{}, {} group{}.",
+                ui.ok("Valid:"),
+                s.name,
+                s.environment,
+                n("zone"),
+                diag::plural(n("zone")),
+                n("record"),
+                diag::plural(n("record")),
+                n("group"),
+                diag::plural(n("group"))
+            );
+        }
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_ERROR })
+}
+
+fn state_dir(stack: &Stack) -> Result<PathBuf, Failure> {
+    match &stack.backend {
+        Backend::Local { dir } => Ok(LocalState::dir_for(dir, &stack.environment)),
+        Backend::Postgres { .. } => Err(Diag::error("state::backend", "the postgres backend is not available in this version of cairn")
+            .help("use [backend] kind = \"local\" (the default) for now")
+            .into()),
+    }
+}
+
+fn target_of(stack: &Stack) -> Result<plan::Target, Failure> {
+    Ok(plan::Target {
+        stack_dir: absolute(&stack.dir),
+        state_dir: absolute(&state_dir(stack)?),
+        sandbox_dir: absolute(&stack.providers.sandbox_dir),
+        clouds: Cloud::ALL.iter().map(|c| (*c, stack.providers.for_cloud(*c).kind)).collect(),
+        scope: scope_of(stack),
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The providers serving the target's clouds. Real clouds are validated but not yet served.
+fn providers(target: &plan::Target) -> Result<ProviderSet, Failure> {
+    let sandbox_clouds: Vec<Cloud> = target.clouds.iter().filter(|(_, k)| **k == ProviderKind::Sandbox).map(|(c, _)| *c).collect();
+    if let Some((cloud, _)) = target.clouds.iter().find(|(_, k)| **k != ProviderKind::Sandbox) {
+        return Err(Diag::error("provider::unavailable", format!("the {cloud} provider is not available in this version of cairn"))
+            .help(format!("remove [provider.{cloud}] to run {cloud} resources on the embedded sandbox"))
+            .into());
+    }
+    let sandbox = Sandbox::open(&target.sandbox_dir, sandbox_clouds)
+        .map_err(|e| Diag::error("provider::sandbox", format!("cannot open the sandbox at `{}`: {e}", target.sandbox_dir.display())))?;
+    let mut set = ProviderSet::default();
+    set.by_kind.insert(ProviderKind::Sandbox, Arc::new(sandbox) as Arc<dyn Provider>);
+    Ok(set)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the async runtime")
+}
+
+async fn refresh(providers: &ProviderSet, scope: &Scope) -> Result<Vec<LiveResource>, Failure> {
+    let mut live = Vec::new();
+    for (kind, p) in &providers.by_kind {
+        let mut part = p.refresh(scope).await.map_err(|e| Diag::error("provider::refresh", format!("refreshing {kind:?} failed: {e}")))?;
+        live.append(&mut part);
+    }
+    Ok(live)
+}
+
+fn scope_of(stack: &Stack) -> Scope {
+    let mut scope = Scope::default();
+    for r in &stack.resources {
+        match &r.attrs {
+            crate::model::Attrs::Zone(z) => scope.zones.push((r.provider.cloud, z.name.clone())),
+            crate::model::Attrs::Group(_) => scope.groups.push(r.address.clone()),
+            crate::model::Attrs::Record(_) => {}
+        }
+    }
+    scope
+}
+
+/// Everything plan and apply share: lock, refresh, diff.
+struct Planned {
+    plan: Plan,
+    state: LocalState,
+    providers: ProviderSet,
+}
+
+fn make_plan(stack: &Stack, filter: &FilterArgs, lock: &LockArgs, destroy: bool, command: &str, rt: &tokio::runtime::Runtime) -> Result<Planned, Failure> {
+    let target = target_of(stack)?;
+    let state = LocalState::open_locked(&target.state_dir, command, lock.lock_timeout)?;
+    let providers = providers(&target)?;
+    let live = rt.block_on(refresh(&providers, &target.scope))?;
+    let filter = Filter { targets: filter.target.clone(), excludes: filter.exclude.clone() };
+    for pattern in filter.targets.iter().chain(&filter.excludes) {
+        if pattern.trim_end_matches('*').parse::<Address>().is_err() && !pattern.ends_with('*') {
+            return Err(Diag::error("cli::address", format!("`{pattern}` is not an address"))
+                .help("addresses look like zone.NAME, record.ZONE/NAME/TYPE, group.SERVICE@CLOUD/REGION")
+                .into());
+        }
+    }
+    let plan = plan::plan(plan::PlanInput {
+        stack,
+        live: &live,
+        state: state.state(),
+        state_serial: state.serial(),
+        destroy,
+        filter: &filter,
+        target,
+    })?;
+    Ok(Planned { plan, state, providers })
+}
+
+fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
+    let (stack, _) = load(&a.stack, ui)?;
+    let rt = runtime();
+    let Planned { plan, .. } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt)?;
+    if let Some(out) = &a.out {
+        let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
+        std::fs::write(out, body).map_err(|e| Diag::error("plan::write", format!("cannot write `{}`: {e}", out.display())))?;
+    }
+    if ui.json {
+        ui.print_json(&plan);
+    } else {
+        print!("{}", plan::render(&plan, ui.color_out));
+        if let Some(out) = &a.out {
+            println!("\nSaved the plan to {}. Apply exactly this plan with:\n  cairn apply {}", out.display(), out.display());
+        }
+    }
+    Ok(if a.detailed_exitcode && plan.has_changes() { EXIT_CHANGES } else { EXIT_OK })
+}
+
+fn apply_cmd(a: ApplyArgs, ui: &Ui) -> CmdResult {
+    if a.path.is_file() {
+        if !a.filter.target.is_empty() || !a.filter.exclude.is_empty() {
+            return Err(Diag::error("cli::usage", "--target and --exclude are fixed when a plan is saved; they cannot be given with a plan file").into());
+        }
+        return apply_saved(&a.path, a.lock.lock_timeout, a.parallelism as usize, ui);
+    }
+    let stack_args = StackArgs { dir: a.path.clone(), env: a.env.clone() };
+    run_apply(&stack_args, &a.filter, &a.lock, false, a.auto_approve, a.parallelism as usize, ui)
+}
+
+fn destroy_cmd(a: DestroyArgs, ui: &Ui) -> CmdResult {
+    run_apply(&a.stack, &a.filter, &a.lock, true, a.auto_approve, a.parallelism as usize, ui)
+}
+
+fn run_apply(s: &StackArgs, filter: &FilterArgs, lock: &LockArgs, destroy: bool, auto_approve: bool, parallelism: usize, ui: &Ui) -> CmdResult {
+    let (stack, _) = load(s, ui)?;
+    let rt = runtime();
+    let command = if destroy { "cairn destroy" } else { "cairn apply" };
+    let Planned { plan, mut state, providers } = make_plan(&stack, filter, lock, destroy, command, &rt)?;
+    if !ui.json {
+        print!("{}", plan::render(&plan, ui.color_out));
+    }
+    if !plan.has_changes() {
+        if ui.json {
+            ui.print_json(&serde_json::json!({ "plan": plan.summary, "outcome": Outcome::default() }));
+        }
+        return Ok(EXIT_OK);
+    }
+    if !auto_approve && !confirm(destroy)? {
+        println!("\nApply cancelled: nothing was changed.");
+        return Ok(EXIT_ERROR);
+    }
+    execute(&plan, &providers, &mut state, parallelism, ui, &rt)
+}
+
+fn execute(plan: &Plan, providers: &ProviderSet, state: &mut LocalState, parallelism: usize, ui: &Ui, rt: &tokio::runtime::Runtime) -> CmdResult {
+    let progress = TerminalProgress::new(ui, plan.changes.len());
+    let outcome = rt.block_on(apply::apply(plan, providers, state, parallelism, &progress))?;
+    let ok = outcome.failed.is_empty() && outcome.skipped.is_empty();
+    if ui.json {
+        ui.print_json(&serde_json::json!({
+            "plan": plan.summary,
+            "outcome": outcome,
+            "state_serial": state.serial(),
+            "api_calls": providers.api_calls(),
+        }));
+    } else {
+        ui.outcome(&outcome);
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_ERROR })
+}
+
+fn confirm(destroy: bool) -> Result<bool, Failure> {
+    let mut stdout = std::io::stdout();
+    let what = if destroy { "destroy every resource listed above" } else { "perform the actions described above" };
+    let _ = write!(stdout, "\nDo you want to continue? cairn will {what}.\n  Only 'yes' will be accepted: ");
+    let _ = stdout.flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Diag::error("cli::input", format!("cannot read the answer: {e}")))?;
+    if line.is_empty() && !std::io::stdin().is_terminal() {
+        println!();
+        return Err(Diag::error("cli::input", "no answer: input is not a terminal").help("pass --auto-approve to apply without asking").into());
+    }
+    Ok(line.trim() == "yes")
+}
+
+fn apply_saved(path: &Path, lock_timeout: Duration, parallelism: usize, ui: &Ui) -> CmdResult {
+    let text = std::fs::read_to_string(path).map_err(|e| Diag::error("plan::read", format!("cannot read `{}`: {e}", path.display())))?;
+    let plan: Plan = serde_json::from_str(&text)
+        .map_err(|e| Diag::error("plan::read", format!("`{}` is not a cairn plan file: {e}", path.display())))?;
+    if plan.format_version != plan::FORMAT_VERSION {
+        return Err(Diag::error("plan::version", format!("plan format {} is not supported (this cairn reads {})", plan.format_version, plan::FORMAT_VERSION)).into());
+    }
+    let mut state = LocalState::open_locked(&plan.target.state_dir, "cairn apply (saved plan)", lock_timeout)?;
+    let stale = |why: String| -> Failure {
+        Diag::error("plan::stale", format!("the saved plan is stale: {why}"))
+            .help("nothing was changed; run `cairn plan --out FILE` again and review the new plan")
+            .into()
+    };
+    let lineage_now = &state.state().lineage;
+    if !lineage_now.is_empty() && *lineage_now != plan.lineage {
+        return Err(stale("it was made for a different state (lineage differs)".into()));
+    }
+    if state.serial() != plan.state_serial {
+        return Err(stale(format!("the state changed since (serial {} then, {} now)", plan.state_serial, state.serial())));
+    }
+    let providers = providers(&plan.target)?;
+    let rt = runtime();
+    let live = rt.block_on(refresh(&providers, &plan.target.scope))?;
+    if plan::live_digest(&live) != plan.live_digest {
+        return Err(stale("live resources changed since it was made".into()));
+    }
+    if !ui.json {
+        print!("{}", plan::render(&plan, ui.color_out));
+    }
+    if !plan.has_changes() {
+        return Ok(EXIT_OK);
+    }
+    execute(&plan, &providers, &mut state, parallelism, ui, &rt)
+}
+
+fn show(a: &ShowArgs, ui: &Ui) -> CmdResult {
+    if a.path.is_file() {
+        let text = std::fs::read_to_string(&a.path).map_err(|e| Diag::error("plan::read", format!("cannot read `{}`: {e}", a.path.display())))?;
+        let plan: Plan = serde_json::from_str(&text).map_err(|e| Diag::error("plan::read", format!("not a cairn plan file: {e}")))?;
+        if ui.json {
+            ui.print_json(&plan);
+        } else {
+            print!("{}", plan::render(&plan, ui.color_out));
+        }
+        return Ok(EXIT_OK);
+    }
+    let (stack, _) = load(&StackArgs { dir: a.path.clone(), env: a.env.clone() }, ui)?;
+    let st = LocalState::open_read(&state_dir(&stack)?)?;
+    if ui.json {
+        ui.print_json(&st);
+    } else if st.resources.is_empty() {
+        println!("The state is empty: nothing has been applied for `{}` ({}).", stack.name, stack.environment);
+    } else {
+        for (addr, r) in &st.resources {
+            println!("# {addr} ({}, id {})", r.provider, r.id);
+            for (k, v) in plan::flatten(&r.attrs) {
+                println!("    {k} = {v}");
+            }
+            println!();
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn state_cmd(c: StateCommand, ui: &Ui) -> CmdResult {
+    match c {
+        StateCommand::List(a) => {
+            let (stack, _) = load(&a, ui)?;
+            let st = LocalState::open_read(&state_dir(&stack)?)?;
+            if ui.json {
+                ui.print_json(&st.resources.keys().collect::<Vec<_>>());
+            } else {
+                for addr in st.resources.keys() {
+                    println!("{addr}");
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        StateCommand::Show { address, stack: a } => {
+            let (stack, _) = load(&a, ui)?;
+            let addr: Address = address.parse().map_err(|e: String| Diag::error("cli::address", e))?;
+            let st = LocalState::open_read(&state_dir(&stack)?)?;
+            let r = st.resources.get(&addr).ok_or_else(|| Diag::error("state::missing", format!("{addr} is not in state")).help("`cairn state list` shows what is"))?;
+            if ui.json {
+                ui.print_json(r);
+            } else {
+                println!("# {addr} ({}, id {})", r.provider, r.id);
+                for (k, v) in plan::flatten(&r.attrs) {
+                    println!("    {k} = {v}");
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        StateCommand::Rm { addresses, dir, env, lock } => {
+            let (stack, _) = load(&StackArgs { dir, env }, ui)?;
+            let target = target_of(&stack)?;
+            let mut state = LocalState::open_locked(&target.state_dir, "cairn state rm", lock.lock_timeout)?;
+            let providers = providers(&target)?;
+            let rt = runtime();
+            let mut removed = Vec::new();
+            for a in &addresses {
+                let addr: Address = a.parse().map_err(|e: String| Diag::error("cli::address", e))?;
+                let r = state.state().resources.get(&addr).cloned().ok_or_else(|| Diag::error("state::missing", format!("{addr} is not in state")))?;
+                // Clear the ownership marker, or the next plan would treat it as a leftover to delete.
+                if let Some(p) = providers.get(r.provider.kind) {
+                    let change = crate::provider::Change { address: addr.clone(), provider: r.provider, op: crate::provider::ChangeOp::Release { id: r.id.clone() } };
+                    if let Some(Err(e)) = rt.block_on(p.apply(&[change], &state.state().lineage)).pop() {
+                        return Err(Diag::error("state::release", format!("cannot clear the ownership marker of {addr}: {e}")).into());
+                    }
+                }
+                state.write(vec![crate::state::StateOp::Remove { address: addr.clone() }])?;
+                removed.push(addr);
+            }
+            state.compact()?;
+            if ui.json {
+                ui.print_json(&removed);
+            } else {
+                for a in &removed {
+                    println!("Removed {a} from state; the live resource was left in place.");
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        StateCommand::Unlock(a) => {
+            let (stack, _) = load(&a, ui)?;
+            let dir = state_dir(&stack)?;
+            match StateLock::holder(&dir).map_err(|e| Diag::error("state::error", e.to_string()))? {
+                None => {
+                    println!("The state is not locked. (A lock held by a process that died is released by the OS at once.)");
+                    Ok(EXIT_OK)
+                }
+                Some(h) => Err(Diag::error("state::locked", format!("the state is locked by {h}"))
+                    .help(format!("the lock is released when that process ends; to stop it: kill {}", h.pid))
+                    .into()),
+            }
+        }
+    }
+}
+
+fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
+    let (stack, _) = load(&StackArgs { dir: a.dir.clone(), env: a.env.clone() }, ui)?;
+    let addr: Address = a.address.parse().map_err(|e: String| Diag::error("cli::address", e))?;
+    let target = target_of(&stack)?;
+    let mut state = LocalState::open_locked(&target.state_dir, "cairn import", a.lock.lock_timeout)?;
+    if state.state().resources.contains_key(&addr) {
+        return Err(Diag::error("import::exists", format!("{addr} is already in state")).into());
+    }
+    let providers = providers(&target)?;
+    let rt = runtime();
+    let live = rt.block_on(refresh(&providers, &scope_of(&stack)))?;
+    let found = live.iter().find(|l| l.id == a.id).ok_or_else(|| {
+        Diag::error("import::not_found", format!("no live resource has ID `{}`", a.id)).help("`cairn sandbox list` shows the sandbox's IDs")
+    })?;
+    if found.address() != addr {
+        return Err(Diag::error("import::mismatch", format!("`{}` is {}, not {addr}", a.id, found.address())).into());
+    }
+    if state.state().lineage.is_empty() {
+        state.write(vec![crate::state::StateOp::Init { lineage: uuid::Uuid::new_v4().to_string() }])?;
+    }
+    let lineage = state.state().lineage.clone();
+    let p = providers.get(found.provider.kind).expect("refreshed from this provider");
+    let change = crate::provider::Change { address: addr.clone(), provider: found.provider, op: crate::provider::ChangeOp::Adopt { id: found.id.clone() } };
+    let result = rt.block_on(p.apply(&[change], &lineage)).pop().unwrap_or_else(|| Err("no result".into()));
+    let live = result.map_err(|e| Diag::error("import::failed", e))?.unwrap_or_else(|| found.clone());
+    let depends_on = stack.resources.iter().find(|r| r.address == addr).map(|r| r.depends_on.iter().map(|d| d.address.clone()).collect()).unwrap_or_default();
+    state.write(vec![crate::state::StateOp::Put {
+        address: addr.clone(),
+        resource: crate::state::StateResource { provider: live.provider, id: live.id.clone(), attrs: live.attrs.clone(), depends_on },
+    }])?;
+    state.compact()?;
+    let declared = stack.resources.iter().any(|r| r.address == addr);
+    if ui.json {
+        ui.print_json(&serde_json::json!({ "imported": addr, "id": live.id, "declared": declared }));
+    } else {
+        println!("Imported {addr} (id {}).", live.id);
+        if !declared {
+            ui.diagnostics(&[Diag::warning("import::undeclared", format!("{addr} is not declared in the stack"))
+                .help("declare it, or the next apply will delete it")]);
+        }
+    }
+    Ok(EXIT_OK)
+}

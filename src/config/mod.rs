@@ -1,0 +1,152 @@
+//! Configuration: TOML stack files → validated `Stack`.
+//!
+//! `load` keeps spans and reads every entry it can; `compile` validates everything and is
+//! the only way to get a `Stack`. Errors come back all at once as diagnostics.
+
+mod compile;
+mod load;
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use compile::compile;
+pub use load::{RawConfig, load, read_dir, suggest};
+
+use crate::diag::{Diag, Location, SourceFile};
+use crate::model::{Address, Attrs, Cloud, ProviderKind, ProviderRef};
+use raw::{DataClassification, Framework};
+
+/// A validated stack: the only input to graph building and planning.
+#[derive(Debug)]
+pub struct Stack {
+    pub name: String,
+    pub environment: String,
+    pub dir: PathBuf,
+    pub backend: Backend,
+    pub providers: Providers,
+    /// Zones, groups and records, in declaration order.
+    pub resources: Vec<Desired>,
+    pub services: Vec<Service>,
+    pub scaling: BTreeMap<String, ScalingPolicy>,
+    pub compliance: Compliance,
+    pub files: Vec<Arc<SourceFile>>,
+}
+
+/// One resource the stack wants to exist.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub address: Address,
+    pub provider: ProviderRef,
+    pub attrs: Attrs,
+    pub depends_on: Vec<Dependency>,
+    /// The declaration, for diagnostics.
+    pub origin: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    pub address: Address,
+    /// Where an explicit `depends_on` names it; `None` for references implied by fields.
+    pub origin: Option<Location>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    Local { dir: PathBuf },
+    Postgres { url: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct Providers {
+    /// Which implementation serves each cloud.
+    pub by_cloud: BTreeMap<Cloud, ProviderKind>,
+    pub sandbox_dir: PathBuf,
+    pub aws: Option<AwsSettings>,
+    pub azure: Option<AzureSettings>,
+    pub gcp: Option<GcpSettings>,
+}
+
+impl Providers {
+    pub fn for_cloud(&self, cloud: Cloud) -> ProviderRef {
+        ProviderRef { kind: self.by_cloud.get(&cloud).copied().unwrap_or(ProviderKind::Sandbox), cloud }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub region: String,
+    pub profile: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AzureSettings {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub tenant_id: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GcpSettings {
+    pub project: String,
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub data_classification: Option<DataClassification>,
+    /// Group addresses, one per deployment.
+    pub groups: Vec<Address>,
+    pub origin: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScalingPolicy {
+    pub target_utilization: f64,
+    pub startup: Duration,
+    pub scale_in_stabilization: Duration,
+    pub predictive: Option<Predictive>,
+    pub cost: Option<Cost>,
+    pub origin: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Predictive {
+    pub horizon: Duration,
+    pub history: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cost {
+    pub per_replica_hour: f64,
+    pub max_per_hour: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Compliance {
+    pub frameworks: Vec<Framework>,
+    pub allowed_regions: BTreeMap<DataClassification, Vec<String>>,
+}
+
+/// Reads, loads and compiles the stack in `dir`: the whole front half of the pipeline.
+/// Returns the stack and its warnings, or every diagnostic when there is an error.
+pub fn load_stack(dir: &Path, env: Option<&str>) -> Result<(Stack, Vec<Diag>), Vec<Diag>> {
+    let files = read_dir(dir).map_err(|d| vec![d])?;
+    let (raw, mut diags) = load(files, env);
+    let explicit_env = env.is_some();
+    match compile(raw, dir, explicit_env) {
+        Ok((stack, warnings)) => {
+            diags.extend(warnings);
+            if diags.iter().any(Diag::is_error) { Err(diags) } else { Ok((stack, diags)) }
+        }
+        Err(more) => {
+            diags.extend(more);
+            Err(diags)
+        }
+    }
+}

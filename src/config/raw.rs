@@ -1,0 +1,342 @@
+//! Unvalidated configuration as written in the stack's TOML files, spans kept.
+//!
+//! These types are deserialized one top-level entry at a time (see `load`), so one bad entry
+//! does not hide the errors in the others. The JSON Schema in `schemas/` is generated from them.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::model::{Cloud, RecordType};
+
+/// A value with the byte range it came from. Delegates its schema to `T`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Sp<T>(pub serde_spanned::Spanned<T>);
+
+impl<T> Sp<T> {
+    pub fn get(&self) -> &T {
+        self.0.get_ref()
+    }
+    pub fn span(&self) -> Range<usize> {
+        self.0.span()
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Sp<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// One stack file. Every key is optional; a stack is the union of its files.
+/// (Used to generate the JSON Schema; the loader reads each top-level key on its own.)
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "cairn stack file")]
+pub struct RawFile {
+    /// The stack's identity. Exactly one file of the stack declares it.
+    pub stack: Option<RawStack>,
+    /// Where state is kept.
+    pub backend: Option<RawBackend>,
+    /// Which provider serves each cloud. Clouds without a real provider use the sandbox.
+    pub provider: Option<RawProviders>,
+    /// Values referenced as `${var.NAME}` in any string.
+    pub variables: Option<BTreeMap<String, VariableValue>>,
+    /// Per-environment overrides, selected with `--env NAME`.
+    pub env: Option<BTreeMap<String, RawEnv>>,
+    /// DNS zones.
+    pub zone: Option<Vec<RawZone>>,
+    /// Services and where they are deployed.
+    pub service: Option<Vec<RawService>>,
+    /// DNS records with routing and health checks.
+    pub record: Option<Vec<RawRecord>>,
+    /// Scaling policy per service name.
+    pub scaling: Option<BTreeMap<String, RawScaling>>,
+    /// Compliance settings.
+    pub compliance: Option<RawCompliance>,
+}
+
+/// The top-level keys a stack file may have, in the order they are read.
+pub const TOP_LEVEL_KEYS: &[&str] =
+    &["stack", "backend", "provider", "variables", "env", "zone", "service", "record", "scaling", "compliance"];
+
+/// A variable's value: any TOML scalar or array.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum VariableValue {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    Array(Vec<VariableValue>),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawStack {
+    /// Stack name, e.g. `shop`.
+    pub name: Sp<String>,
+    /// Default environment when `--env` is not given (default: `default`).
+    pub environment: Option<Sp<String>>,
+    pub description: Option<Sp<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// `.cairn/` beside the stack.
+    Local,
+    /// Shared state in PostgreSQL (for teams).
+    Postgres,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawBackend {
+    pub kind: Sp<BackendKind>,
+    /// Local backend: state directory (default `.cairn` beside the stack).
+    pub path: Option<Sp<String>>,
+    /// Postgres backend: connection string (or the `CAIRN_PG_URL` environment variable).
+    pub url: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawProviders {
+    /// The embedded simulated multi-cloud, stored under `.cairn/sandbox/`.
+    pub sandbox: Option<RawSandboxProvider>,
+    pub aws: Option<RawAwsProvider>,
+    pub azure: Option<RawAzureProvider>,
+    pub gcp: Option<RawGcpProvider>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawSandboxProvider {
+    /// Sandbox directory (default `.cairn/sandbox` beside the stack).
+    pub path: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawAwsProvider {
+    pub region: Sp<String>,
+    /// Named profile from the shared AWS config files.
+    pub profile: Option<Sp<String>>,
+    /// Custom endpoint URL (e.g. a local emulator).
+    pub endpoint: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawAzureProvider {
+    pub subscription_id: Sp<String>,
+    pub resource_group: Sp<String>,
+    pub tenant_id: Option<Sp<String>>,
+    pub endpoint: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawGcpProvider {
+    pub project: Sp<String>,
+    pub endpoint: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawEnv {
+    /// Variable values for this environment; they override `[variables]`.
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableValue>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawZone {
+    /// Fully qualified zone name, e.g. `shop.example.com`.
+    pub name: Sp<String>,
+    /// Cloud hosting the zone.
+    pub cloud: Sp<Cloud>,
+    /// Addresses (or `service.NAME`) this zone must wait for.
+    #[serde(default)]
+    pub depends_on: Vec<Sp<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DataClassification {
+    Public,
+    Internal,
+    Confidential,
+    Personal,
+    Health,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawService {
+    pub name: Sp<String>,
+    /// What data the service handles; compliance rules read it.
+    pub data_classification: Option<Sp<DataClassification>>,
+    #[serde(default)]
+    pub depends_on: Vec<Sp<String>>,
+    /// Where the service runs: one scaling group per cloud and region.
+    #[serde(default)]
+    pub deployment: Vec<RawDeployment>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub cloud: Sp<Cloud>,
+    pub region: Sp<String>,
+    pub instance_type: Option<Sp<String>>,
+    pub min: Sp<i64>,
+    pub max: Sp<i64>,
+    /// Initial desired capacity (default: `min`).
+    pub desired: Option<Sp<i64>>,
+    /// Public address of the deployment's load balancer; records route to it.
+    pub endpoint: Option<Sp<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingPolicy {
+    Simple,
+    Weighted,
+    Failover,
+    Latency,
+    Geolocation,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawRecord {
+    pub zone: Sp<String>,
+    /// Name relative to the zone (`@` for the apex).
+    pub name: Sp<String>,
+    #[serde(rename = "type")]
+    pub rtype: Sp<RecordType>,
+    /// Seconds (1 to 604800). Default 300.
+    pub ttl: Option<Sp<i64>>,
+    /// Literal values (simple routing).
+    pub values: Option<Vec<Sp<String>>>,
+    /// A deployment whose endpoint is the value (simple routing), e.g. `api@aws/us-east-1`.
+    pub target: Option<Sp<String>>,
+    pub routing: Option<Sp<RawRouting>>,
+    pub health_check: Option<Sp<RawHealthCheck>>,
+    #[serde(default)]
+    pub depends_on: Vec<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawRouting {
+    pub policy: Sp<RoutingPolicy>,
+    /// Failover: the deployment that answers while healthy.
+    pub primary: Option<Sp<String>>,
+    /// Failover: the deployment that answers when the primary is unhealthy.
+    pub secondary: Option<Sp<String>>,
+    /// Weighted, latency and geolocation routing: the answers.
+    pub members: Option<Vec<Sp<RawMember>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawMember {
+    /// A deployment, e.g. `api@gcp/europe-west1`.
+    pub target: Option<Sp<String>>,
+    /// Literal values instead of a target.
+    pub values: Option<Vec<Sp<String>>>,
+    /// Set identifier (default: the target).
+    pub id: Option<Sp<String>>,
+    /// Weighted routing: 0 to 255.
+    pub weight: Option<Sp<i64>>,
+    /// Geolocation routing: continent (`EU`), country (`DE`) or `*`.
+    pub location: Option<Sp<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Http,
+    Https,
+    Tcp,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub protocol: Sp<Protocol>,
+    /// Default 80 (http), 443 (https); required for tcp.
+    pub port: Option<Sp<i64>>,
+    /// HTTP(S) path, e.g. `/healthz`.
+    pub path: Option<Sp<String>>,
+    /// Probe interval, 1s to 5m (default `10s`).
+    pub interval: Option<Sp<String>>,
+    /// Probe timeout, shorter than the interval (default: the interval, at most 5s).
+    pub timeout: Option<Sp<String>>,
+    /// Consecutive failures before unhealthy, 1 to 10 (default 3).
+    pub failures: Option<Sp<i64>>,
+    /// Consecutive successes before healthy again, 1 to 10 (default 3).
+    pub recoveries: Option<Sp<i64>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawScaling {
+    /// Target utilization per replica, above 0 and at most 1.
+    pub target_utilization: Sp<f64>,
+    /// Time for a new replica to become ready, e.g. `3m`.
+    pub startup: Option<Sp<String>>,
+    /// Wait before scaling in, e.g. `5m`.
+    pub scale_in_stabilization: Option<Sp<String>>,
+    pub predictive: Option<Sp<RawPredictive>>,
+    pub cost: Option<Sp<RawCost>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawPredictive {
+    /// How far ahead to forecast, e.g. `30m`.
+    pub horizon: Sp<String>,
+    /// How much history to fit on, e.g. `14d`.
+    pub history: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCost {
+    pub per_replica_hour: Sp<f64>,
+    pub max_per_hour: Option<Sp<f64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Framework {
+    Soc2,
+    Gdpr,
+    Hipaa,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCompliance {
+    #[serde(default)]
+    pub frameworks: Vec<Sp<Framework>>,
+    /// Regions allowed per data classification, e.g. `personal = ["eu-west-1"]`.
+    #[serde(default)]
+    pub allowed_regions: BTreeMap<String, Vec<Sp<String>>>,
+}

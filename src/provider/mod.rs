@@ -1,0 +1,88 @@
+//! Providers: what reads and changes a cloud. A trait, because there are many and each is
+//! tested on its own. Providers receive *sets* of changes (one batch per zone or group),
+//! refresh by listing, and count their API calls.
+
+pub mod sandbox;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Address, Attrs, Cloud, GroupAttrs, ProviderRef, RecordAttrs, ZoneAttrs};
+
+/// A resource as it exists in a cloud.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveResource {
+    pub provider: ProviderRef,
+    /// The provider's identifier (e.g. a hosted zone ID, a record's name+type, a group name).
+    pub id: String,
+    pub attrs: Attrs,
+    /// Ownership marker (the lineage of the state that created or adopted it), where the cloud
+    /// can store one: cairn deletes only what it owns.
+    pub owner: Option<String>,
+}
+
+impl LiveResource {
+    pub fn address(&self) -> Address {
+        address_of(&self.attrs)
+    }
+}
+
+/// Identity follows from attributes: a zone's name, a record's zone/name/type, a group's
+/// service/cloud/region.
+pub fn address_of(attrs: &Attrs) -> Address {
+    match attrs {
+        Attrs::Zone(ZoneAttrs { name }) => Address::zone(name),
+        Attrs::Record(RecordAttrs { zone, name, rtype, .. }) => Address::record(zone, name, *rtype),
+        Attrs::Group(GroupAttrs { service, cloud, region, .. }) => Address::group(service, *cloud, region),
+    }
+}
+
+/// One change sent to a provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub address: Address,
+    pub provider: ProviderRef,
+    pub op: ChangeOp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ChangeOp {
+    Create { attrs: Attrs },
+    Update { id: String, attrs: Attrs },
+    /// Delete then create in one batch (attributes that cannot change in place).
+    Replace { id: String, attrs: Attrs },
+    Delete { id: String },
+    /// Write the ownership marker on an existing resource (`cairn import`).
+    Adopt { id: String },
+    /// Clear the ownership marker: cairn stops managing it (`cairn state rm`).
+    Release { id: String },
+}
+
+/// The result of one change within a batch.
+pub type ChangeResult = Result<Option<LiveResource>, String>;
+
+/// What to list in a refresh: the zones and groups the stack or its state mentions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Scope {
+    pub zones: Vec<(Cloud, String)>,
+    pub groups: Vec<Address>,
+}
+
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    /// Lists live resources in scope.
+    async fn refresh(&self, scope: &Scope) -> Result<Vec<LiveResource>, String>;
+
+    /// Applies a batch of changes that share a batch key; one result per change, in order.
+    /// `owner` is the marker to write on what is created or adopted.
+    async fn apply(&self, changes: &[Change], owner: &str) -> Vec<ChangeResult>;
+
+    /// Changes with the same key may go in one batch (e.g. records of one zone).
+    fn batch_key(&self, change: &Change) -> String;
+
+    /// Most changes one batch may carry.
+    fn max_batch(&self) -> usize;
+
+    /// API calls made so far by this process.
+    fn api_calls(&self) -> u64;
+}

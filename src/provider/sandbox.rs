@@ -1,0 +1,297 @@
+//! The sandbox: an embedded simulated multi-cloud (aws/azure/gcp namespaces) persisted under
+//! `.cairn/sandbox/`, so plan and apply work with no account.
+//!
+//! It behaves like a cloud API: each call is atomic and durable, records need their zone,
+//! a zone with records cannot be deleted, creating what exists fails. Other processes
+//! (`cairn sandbox ...`) may change it between calls, which is how drift is simulated.
+//!
+//! Test knobs (environment): `CAIRN_SANDBOX_LATENCY_MS` delays every call;
+//! `CAIRN_SANDBOX_FAIL` makes changes whose address contains that text fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Change, ChangeOp, ChangeResult, LiveResource, Provider, Scope, address_of};
+use crate::journal::{Journal, Journaled};
+use crate::model::{Address, Attrs, Cloud, ProviderKind, ProviderRef, ResourceKind};
+
+/// Records per page when listing, as Route53 does; refresh counts one call per page.
+const PAGE: usize = 300;
+/// Changes per batch, as Route53's ChangeResourceRecordSets allows.
+const MAX_BATCH: usize = 1000;
+/// Compact when the journal outgrows this many bytes.
+const COMPACT_BYTES: u64 = 8 << 20;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SandboxCloud {
+    /// Objects by sandbox ID.
+    pub objects: BTreeMap<String, Object>,
+    /// Deployments (`api@aws/us-east-1`) whose endpoint is marked down.
+    #[serde(default)]
+    pub endpoints_down: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    pub cloud: Cloud,
+    pub attrs: Attrs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SandboxOp {
+    Put { id: String, object: Object },
+    Delete { id: String },
+    Endpoint { deployment: String, up: bool },
+}
+
+impl Journaled for SandboxCloud {
+    type Op = SandboxOp;
+    fn apply(&mut self, op: &SandboxOp) {
+        match op {
+            SandboxOp::Put { id, object } => {
+                self.objects.insert(id.clone(), object.clone());
+            }
+            SandboxOp::Delete { id } => {
+                self.objects.remove(id);
+            }
+            SandboxOp::Endpoint { deployment, up } => {
+                if *up {
+                    self.endpoints_down.remove(deployment);
+                } else {
+                    self.endpoints_down.insert(deployment.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The sandbox ID of an object: `aws/record.shop.example.com/api/A`.
+pub fn sandbox_id(cloud: Cloud, address: &Address) -> String {
+    format!("{cloud}/{address}")
+}
+
+pub struct Sandbox {
+    dir: PathBuf,
+    /// Which clouds this sandbox serves (those without a real provider).
+    clouds: BTreeSet<Cloud>,
+    journal: Mutex<Journal<SandboxCloud>>,
+    calls: AtomicU64,
+    latency: Duration,
+    fail: Option<String>,
+}
+
+impl Sandbox {
+    pub fn open(dir: &Path, clouds: impl IntoIterator<Item = Cloud>) -> std::io::Result<Sandbox> {
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_file(dir)?;
+        let journal = Journal::open(dir, "cloud", true);
+        lock.unlock()?;
+        let latency = std::env::var("CAIRN_SANDBOX_LATENCY_MS").ok().and_then(|v| v.parse().ok()).map_or(Duration::ZERO, Duration::from_millis);
+        Ok(Sandbox {
+            dir: dir.to_path_buf(),
+            clouds: clouds.into_iter().collect(),
+            journal: Mutex::new(journal?),
+            calls: AtomicU64::new(0),
+            latency,
+            fail: std::env::var("CAIRN_SANDBOX_FAIL").ok().filter(|s| !s.is_empty()),
+        })
+    }
+
+    /// Runs one API call: exclusive across processes, sees their changes, durable on return.
+    pub fn call<R>(&self, f: impl FnOnce(&SandboxCloud) -> (Vec<SandboxOp>, R)) -> std::io::Result<R> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if !self.latency.is_zero() {
+            std::thread::sleep(self.latency);
+        }
+        let lock = lock_file(&self.dir)?;
+        let mut j = self.journal.lock().expect("sandbox journal poisoned");
+        j.catch_up(true)?;
+        let (ops, result) = f(j.value());
+        j.append(ops)?;
+        if j.log_bytes > COMPACT_BYTES {
+            j.compact()?;
+        }
+        drop(j);
+        lock.unlock()?;
+        Ok(result)
+    }
+
+    fn serves(&self, cloud: Cloud) -> bool {
+        self.clouds.contains(&cloud)
+    }
+
+    fn live(&self, id: &str, o: &Object) -> LiveResource {
+        LiveResource {
+            provider: ProviderRef { kind: ProviderKind::Sandbox, cloud: o.cloud },
+            id: id.to_string(),
+            attrs: o.attrs.clone(),
+            owner: o.owner.clone(),
+        }
+    }
+}
+
+fn lock_file(dir: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+    f.lock()?;
+    Ok(f)
+}
+
+#[async_trait::async_trait]
+impl Provider for Sandbox {
+    async fn refresh(&self, _scope: &Scope) -> Result<Vec<LiveResource>, String> {
+        // The sandbox lists everything it holds for its clouds; a real provider lists the
+        // zones and groups in scope.
+        let (live, pages) = self
+            .call(|cloud| {
+                let mut per_zone: BTreeMap<(Cloud, &str), usize> = BTreeMap::new();
+                let mut groups = 0usize;
+                let live: Vec<LiveResource> = cloud
+                    .objects
+                    .iter()
+                    .filter(|(_, o)| self.serves(o.cloud))
+                    .map(|(id, o)| {
+                        match &o.attrs {
+                            Attrs::Record(r) => *per_zone.entry((o.cloud, r.zone.as_str())).or_default() += 1,
+                            Attrs::Zone(z) => {
+                                per_zone.entry((o.cloud, z.name.as_str())).or_default();
+                            }
+                            Attrs::Group(_) => groups += 1,
+                        }
+                        self.live(id, o)
+                    })
+                    .collect();
+                let pages: usize = per_zone.values().map(|n| n.div_ceil(PAGE).max(1)).sum::<usize>() + groups.div_ceil(100);
+                (Vec::new(), (live, pages))
+            })
+            .map_err(|e| format!("sandbox: {e}"))?;
+        // One call was counted already; the listing took `pages` pages.
+        self.calls.fetch_add(pages.saturating_sub(1) as u64, Ordering::Relaxed);
+        Ok(live)
+    }
+
+    async fn apply(&self, changes: &[Change], owner: &str) -> Vec<ChangeResult> {
+        let fail = self.fail.clone();
+        let result = self.call(|cloud| {
+            // Changes in a batch apply in order; later ones see earlier ones.
+            let mut view: BTreeMap<String, Option<Object>> = BTreeMap::new();
+            let get = |view: &BTreeMap<String, Option<Object>>, id: &str| -> Option<Object> {
+                match view.get(id) {
+                    Some(o) => o.clone(),
+                    None => cloud.objects.get(id).cloned(),
+                }
+            };
+            let mut ops = Vec::new();
+            let mut results = Vec::with_capacity(changes.len());
+            for ch in changes {
+                if fail.as_deref().is_some_and(|f| ch.address.to_string().contains(f)) {
+                    results.push(Err(format!("sandbox: injected failure for {}", ch.address)));
+                    continue;
+                }
+                let cloud_ns = ch.provider.cloud;
+                let outcome = match &ch.op {
+                    ChangeOp::Create { attrs } => {
+                        let id = sandbox_id(cloud_ns, &address_of(attrs));
+                        if get(&view, &id).is_some() {
+                            Err(format!("AlreadyExists: {} already exists", ch.address))
+                        } else if let Err(e) = zone_exists(&view, cloud_ns, attrs, &get) {
+                            Err(e)
+                        } else {
+                            Ok(Some((id, Object { cloud: cloud_ns, attrs: attrs.clone(), owner: Some(owner.to_string()) })))
+                        }
+                    }
+                    ChangeOp::Update { id, attrs } | ChangeOp::Replace { id, attrs } => match get(&view, id) {
+                        None => Err(format!("NotFound: {} does not exist", ch.address)),
+                        Some(old) if address_of(&old.attrs) != address_of(attrs) => {
+                            Err(format!("InvalidChange: {id} cannot become {}", address_of(attrs)))
+                        }
+                        Some(old) => Ok(Some((id.clone(), Object { cloud: cloud_ns, attrs: attrs.clone(), owner: old.owner.or(Some(owner.to_string())) }))),
+                    },
+                    ChangeOp::Adopt { id } | ChangeOp::Release { id } => match get(&view, id) {
+                        None => Err(format!("NotFound: {} does not exist", ch.address)),
+                        Some(old) => {
+                            let owner = matches!(ch.op, ChangeOp::Adopt { .. }).then(|| owner.to_string());
+                            Ok(Some((id.clone(), Object { owner, ..old })))
+                        }
+                    },
+                    ChangeOp::Delete { id } => match get(&view, id) {
+                        None => Err(format!("NotFound: {} does not exist", ch.address)),
+                        Some(old) => match zone_not_empty(&view, cloud, &old) {
+                            Some(e) => Err(e),
+                            None => {
+                                view.insert(id.clone(), None);
+                                ops.push(SandboxOp::Delete { id: id.clone() });
+                                Ok(None)
+                            }
+                        },
+                    },
+                };
+                results.push(outcome.map(|put| {
+                    put.map(|(id, object)| {
+                        let live = self.live(&id, &object);
+                        view.insert(id.clone(), Some(object.clone()));
+                        ops.push(SandboxOp::Put { id, object });
+                        live
+                    })
+                }));
+            }
+            (ops, results)
+        });
+        result.unwrap_or_else(|e| changes.iter().map(|_| Err(format!("sandbox: {e}"))).collect())
+    }
+
+    fn batch_key(&self, change: &Change) -> String {
+        let attrs = match &change.op {
+            ChangeOp::Create { attrs } | ChangeOp::Update { attrs, .. } | ChangeOp::Replace { attrs, .. } => Some(attrs),
+            _ => None,
+        };
+        match (change.address.kind, attrs) {
+            (ResourceKind::Record, Some(Attrs::Record(r))) => format!("{}/zone/{}", change.provider.cloud, r.zone),
+            (ResourceKind::Record, _) => {
+                let zone = change.address.name.split('/').next().unwrap_or_default();
+                format!("{}/zone/{zone}", change.provider.cloud)
+            }
+            _ => format!("{}/{}", change.provider.cloud, change.address.kind.as_str()),
+        }
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+type Getter<'a> = dyn Fn(&BTreeMap<String, Option<Object>>, &str) -> Option<Object> + 'a;
+
+fn zone_exists(
+    view: &BTreeMap<String, Option<Object>>,
+    ns: Cloud,
+    attrs: &Attrs,
+    get: &Getter<'_>,
+) -> Result<(), String> {
+    if let Attrs::Record(r) = attrs {
+        if get(view, &sandbox_id(ns, &Address::zone(&r.zone))).is_none() {
+            return Err(format!("NoSuchHostedZone: zone {} does not exist in {ns}", r.zone));
+        }
+    }
+    Ok(())
+}
+
+fn zone_not_empty(view: &BTreeMap<String, Option<Object>>, cloud: &SandboxCloud, zone: &Object) -> Option<String> {
+    let Attrs::Zone(z) = &zone.attrs else { return None };
+    let prefix = format!("{}/record.{}/", zone.cloud, z.name);
+    let in_cloud = cloud.objects.range(prefix.clone()..).take_while(|(id, _)| id.starts_with(&prefix)).any(|(id, _)| !matches!(view.get(id), Some(None)));
+    let in_view = view.iter().any(|(id, o)| id.starts_with(&prefix) && o.is_some());
+    (in_cloud || in_view).then(|| format!("HostedZoneNotEmpty: zone {} still has records", z.name))
+}
