@@ -122,12 +122,38 @@ impl Diag {
 }
 
 /// Adapter so miette can render a `Diag`. Related spans in other files are rendered as
-/// separate "related" diagnostics, since miette draws one source per report.
+/// short "related location" notes, since miette draws one source per report.
 struct Report<'a> {
     diag: &'a Diag,
     source: Option<NamedSource<Arc<str>>>,
     labels: Vec<LabeledSpan>,
-    related: Vec<Report<'a>>,
+    related: Vec<Related>,
+}
+
+#[derive(Debug)]
+struct Related {
+    source: NamedSource<Arc<str>>,
+    label: LabeledSpan,
+}
+
+impl fmt::Display for Related {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("related location")
+    }
+}
+
+impl std::error::Error for Related {}
+
+impl miette::Diagnostic for Related {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(miette::Severity::Advice)
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        Some(&self.source)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Some(Box::new(std::iter::once(self.label.clone())))
+    }
 }
 
 impl<'a> Report<'a> {
@@ -143,15 +169,11 @@ impl<'a> Report<'a> {
         });
         for (loc, text) in &diag.related {
             let same_file = diag.location.as_ref().is_some_and(|l| Arc::ptr_eq(&l.file, &loc.file));
+            let label = LabeledSpan::new_with_span(Some(text.clone()), loc.span.clone());
             if same_file {
-                labels.push(LabeledSpan::new_with_span(Some(text.clone()), loc.span.clone()));
+                labels.push(label);
             } else {
-                related.push(Report {
-                    diag,
-                    source: Some(NamedSource::new(loc.file.name.clone(), loc.file.text.clone())),
-                    labels: vec![LabeledSpan::new_with_span(Some(text.clone()), loc.span.clone())],
-                    related: Vec::new(),
-                });
+                related.push(Related { source: NamedSource::new(loc.file.name.clone(), loc.file.text.clone()), label });
             }
         }
         Report { diag, source, labels, related }
@@ -230,7 +252,10 @@ pub fn render(diag: &Diag, style: Style) -> String {
 /// Renders all diagnostics, errors last (so they stay on screen), with a count line.
 pub fn render_all(diags: &[Diag], style: Style) -> String {
     let mut sorted: Vec<&Diag> = diags.iter().collect();
-    sorted.sort_by_key(|d| d.severity);
+    sorted.sort_by_key(|d| {
+        let at = d.location.as_ref().map(|l| (l.file.name.clone(), l.span.start));
+        (d.severity, at.is_none(), at)
+    });
     let mut out = String::new();
     for d in &sorted {
         out.push_str(&render(d, style));

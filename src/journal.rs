@@ -10,7 +10,7 @@
 //! lets a long-lived handle see what other processes appended since it last looked.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -89,10 +89,13 @@ impl<T: Journaled> Journal<T> {
         self.log_bytes = 0;
         self.snapshot_ino = None;
         match File::open(&self.snapshot_path) {
-            Ok(f) => {
+            Ok(mut f) => {
                 self.snapshot_ino = Some(f.metadata()?.ino());
-                let snap: Snapshot<T> = serde_json::from_reader(BufReader::new(f))
-                    .map_err(|e| corrupt(&self.snapshot_path, &e.to_string()))?;
+                // Whole-file read then parse: much faster than parsing from a reader.
+                let mut bytes = Vec::new();
+                f.read_to_end(&mut bytes)?;
+                let snap: Snapshot<T> =
+                    serde_json::from_slice(&bytes).map_err(|e| corrupt(&self.snapshot_path, &e.to_string()))?;
                 self.value = snap.value;
                 self.seq = snap.seq;
             }

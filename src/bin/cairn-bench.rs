@@ -1,1 +1,171 @@
-fn main(){}
+//! Benchmark harness: generates stacks of N resources, applies them on the sandbox, then
+//! measures wall time and peak memory of the `cairn` binary for a no-op plan and for a plan
+//! with 1% drift. Figures are whole-process (fork/exec + wait4 rusage).
+//!
+//!   cargo run --release --bin cairn-bench -- --sizes 1000,10000,100000
+//!   cargo run --release --bin cairn-bench -- generate 5000 /tmp/stack   (just write a stack)
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn::model::{Attrs, Cloud};
+use cairn::provider::sandbox::{Sandbox, SandboxOp};
+
+/// Records per zone in generated stacks.
+const RECORDS_PER_ZONE: usize = 1000;
+/// One service deployment (scaling group) per this many resources.
+const RESOURCES_PER_GROUP: usize = 100;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("generate") {
+        let n: usize = args.get(1).and_then(|s| s.parse().ok()).expect("usage: cairn-bench generate N DIR");
+        let dir = PathBuf::from(args.get(2).expect("usage: cairn-bench generate N DIR"));
+        generate(n, &dir);
+        return;
+    }
+    let mut sizes = vec![1_000, 10_000, 100_000];
+    let mut runs = 3;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--sizes" => {
+                sizes = args[i + 1].split(',').map(|s| s.parse().expect("sizes are numbers")).collect();
+                i += 1;
+            }
+            "--runs" => {
+                runs = args[i + 1].parse().expect("runs is a number");
+                i += 1;
+            }
+            other => panic!("unknown argument {other}; use --sizes A,B,C --runs N"),
+        }
+        i += 1;
+    }
+    let cairn = std::env::current_exe().expect("own path").with_file_name("cairn");
+    assert!(cairn.exists(), "build the cairn binary first: cargo build --release");
+    let mut table = String::from(
+        "| resources | apply (create all) | no-op plan: wall | no-op plan: peak RSS | 1% drift plan: wall | 1% drift plan: peak RSS | sandbox API calls (plan) |\n|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for &n in &sizes {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("stack");
+        generate(n, &dir);
+        let apply = run(&cairn, &["apply", "--auto-approve", "--json"], &dir, 0);
+        let noop: Vec<Measure> = (0..runs).map(|_| run(&cairn, &["plan", "--detailed-exitcode", "--json"], &dir, 0)).collect();
+        drift(&dir.join(".cairn/sandbox"), n / 100);
+        let drifted: Vec<Measure> = (0..runs).map(|_| run(&cairn, &["plan", "--detailed-exitcode", "--json"], &dir, 2)).collect();
+        let calls = api_calls_of_plan(&cairn, &dir);
+        let _ = writeln!(
+            table,
+            "| {n} | {:.2} s | {:.3} s | {:.0} MiB | {:.3} s | {:.0} MiB | {calls} |",
+            apply.wall.as_secs_f64(),
+            median(&noop, |m| m.wall.as_secs_f64()),
+            median(&noop, |m| m.peak_kib as f64) / 1024.0,
+            median(&drifted, |m| m.wall.as_secs_f64()),
+            median(&drifted, |m| m.peak_kib as f64) / 1024.0,
+        );
+        eprintln!("{n}: done");
+    }
+    println!("{table}");
+    println!("Medians of {runs} runs per figure; 1% drift = TTL changed out of band on 1% of the records.");
+}
+
+struct Measure {
+    wall: Duration,
+    peak_kib: i64,
+}
+
+/// Runs `cairn ARGS DIR` and returns its wall time and peak RSS (from wait4).
+fn run(cairn: &Path, args: &[&str], dir: &Path, expect_code: i32) -> Measure {
+    let start = Instant::now();
+    let child = Command::new(cairn).args(args).arg(dir).stdout(Stdio::null()).stderr(Stdio::piped()).env("NO_COLOR", "1").spawn().expect("spawn cairn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zero-initialised, filled by the kernel for our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert_eq!(r, pid, "wait4 failed");
+    let code = libc::WEXITSTATUS(status);
+    if code != expect_code && !(expect_code == 0 && args[0] == "apply" && code == 0) {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        panic!("cairn {args:?} exited {code} (expected {expect_code}): {err}");
+    }
+    Measure { wall, peak_kib: usage.ru_maxrss }
+}
+
+fn api_calls_of_plan(cairn: &Path, dir: &Path) -> String {
+    let out = Command::new(cairn).args(["plan", "--json"]).arg(dir).output().expect("plan");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["api_calls"].as_u64().map_or("?".into(), |n| n.to_string())
+}
+
+fn median(ms: &[Measure], f: impl Fn(&Measure) -> f64) -> f64 {
+    let mut v: Vec<f64> = ms.iter().map(f).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Changes the TTL of `count` records in the sandbox, spread evenly.
+fn drift(sandbox_dir: &Path, count: usize) {
+    let sb = Sandbox::open(sandbox_dir, Cloud::ALL).expect("open sandbox");
+    sb.call(|cloud| {
+        let records: Vec<_> = cloud.objects.iter().filter(|(_, o)| matches!(o.attrs, Attrs::Record(_))).collect();
+        let step = (records.len() / count.max(1)).max(1);
+        let ops = records
+            .iter()
+            .step_by(step)
+            .take(count)
+            .map(|(id, o)| {
+                let mut o = (*o).clone();
+                if let Attrs::Record(r) = &mut o.attrs {
+                    r.ttl += 1;
+                }
+                SandboxOp::Put { id: (*id).clone(), object: o }
+            })
+            .collect();
+        (ops, ())
+    })
+    .expect("drift the sandbox");
+}
+
+/// Writes a stack of about `n` resources: zones of 1,000 records, one service deployment
+/// per 100 resources, records pointing at deployments or at literal addresses.
+pub fn generate(n: usize, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create stack dir");
+    let groups = (n / RESOURCES_PER_GROUP).max(1);
+    let records = n.saturating_sub(groups).max(1);
+    let zones = records.div_ceil(RECORDS_PER_ZONE);
+    let records = n.saturating_sub(groups + zones).max(1);
+    let clouds = ["aws", "azure", "gcp"];
+    let mut s = String::from("[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n");
+    for g in 0..groups {
+        let cloud = clouds[g % 3];
+        let _ = write!(
+            s,
+            "[[service]]\nname = \"svc{g}\"\n  [[service.deployment]]\n  cloud = \"{cloud}\"\n  region = \"region-{r}\"\n  min = 2\n  max = 10\n  endpoint = \"10.{a}.{b}.1\"\n\n",
+            r = g % 7,
+            a = (g / 250) % 256,
+            b = g % 250
+        );
+    }
+    std::fs::write(dir.join("services.toml"), &s).expect("write services");
+    for z in 0..zones {
+        let mut s = format!("[[zone]]\nname = \"z{z}.bench.example\"\ncloud = \"{}\"\n\n", clouds[z % 3]);
+        let first = z * RECORDS_PER_ZONE;
+        for r in first..(first + RECORDS_PER_ZONE).min(records) {
+            if r % 10 == 0 {
+                let _ = write!(s, "[[record]]\nzone = \"z{z}.bench.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = 60\ntarget = \"svc{g}@{c}/region-{rg}\"\n\n", g = r % groups, c = clouds[(r % groups) % 3], rg = (r % groups) % 7);
+            } else {
+                let _ = write!(s, "[[record]]\nzone = \"z{z}.bench.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = 300\nvalues = [\"192.0.{}.{}\"]\n\n", (r / 250) % 256, r % 250 + 1);
+            }
+        }
+        std::fs::write(dir.join(format!("zone{z}.toml")), s).expect("write zone");
+    }
+}

@@ -221,9 +221,15 @@ struct Planned {
 
 fn make_plan(stack: &Stack, filter: &FilterArgs, lock: &LockArgs, destroy: bool, command: &str, rt: &tokio::runtime::Runtime) -> Result<Planned, Failure> {
     let target = target_of(stack)?;
-    let state = LocalState::open_locked(&target.state_dir, command, lock.lock_timeout)?;
-    let providers = providers(&target)?;
-    let live = rt.block_on(refresh(&providers, &target.scope))?;
+    let state_lock = LocalState::lock(&target.state_dir, command, lock.lock_timeout)?;
+    // Under the lock, read the state while the providers refresh.
+    let (state, refreshed) = std::thread::scope(|s| {
+        let state = s.spawn(|| LocalState::open_with(&target.state_dir, state_lock));
+        let refreshed = providers(&target).and_then(|p| rt.block_on(refresh(&p, &target.scope)).map(|live| (p, live)));
+        (state.join().expect("state reader panicked"), refreshed)
+    });
+    let state = state?;
+    let (providers, live) = refreshed?;
     let filter = Filter { targets: filter.target.clone(), excludes: filter.exclude.clone() };
     for pattern in filter.targets.iter().chain(&filter.excludes) {
         if pattern.trim_end_matches('*').parse::<Address>().is_err() && !pattern.ends_with('*') {
@@ -247,13 +253,16 @@ fn make_plan(stack: &Stack, filter: &FilterArgs, lock: &LockArgs, destroy: bool,
 fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
     let (stack, _) = load(&a.stack, ui)?;
     let rt = runtime();
-    let Planned { plan, .. } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt)?;
+    let Planned { plan, providers, .. } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt)?;
     if let Some(out) = &a.out {
         let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
         std::fs::write(out, body).map_err(|e| Diag::error("plan::write", format!("cannot write `{}`: {e}", out.display())))?;
     }
     if ui.json {
-        ui.print_json(&plan);
+        // The plan document, plus how many API calls computing it took.
+        let mut doc = serde_json::to_value(&plan).expect("plans serialize");
+        doc["api_calls"] = providers.api_calls().into();
+        ui.print_json(&doc);
     } else {
         print!("{}", plan::render(&plan, ui.color_out));
         if let Some(out) = &a.out {

@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -89,38 +90,66 @@ fn display_path(p: &Path) -> String {
 /// Parses and deserializes the files. `env` selects variable overrides; when `None` the
 /// stack's declared `environment` (or `default`) is used.
 pub fn load(files: Vec<Arc<SourceFile>>, env: Option<&str>) -> (RawConfig, Vec<Diag>) {
-    let mut diags = Vec::new();
-    let texts: Vec<Arc<SourceFile>> = files.clone();
-    let mut tables: Vec<Spanned<DeTable<'_>>> = Vec::with_capacity(texts.len());
-    for file in &texts {
-        let (table, errors) = DeTable::parse_recoverable(&file.text);
-        for e in errors {
-            let span = e.span().unwrap_or(0..0);
-            diags.push(
-                Diag::error("config::syntax", format!("invalid TOML: {}", e.message().trim()))
-                    .at(Location { file: file.clone(), span }, "here"),
-            );
-        }
-        tables.push(table);
-    }
+    // Files are independent until variables are resolved: parse them in parallel.
+    let parsed: Vec<(Spanned<DeTable<'_>>, Vec<Diag>)> = files
+        .par_iter()
+        .map(|file| {
+            let (table, errors) = DeTable::parse_recoverable(&file.text);
+            let diags = errors
+                .into_iter()
+                .map(|e| {
+                    let span = e.span().unwrap_or(0..0);
+                    Diag::error("config::syntax", format!("invalid TOML: {}", e.message().trim()))
+                        .at(Location { file: file.clone(), span }, "here")
+                })
+                .collect();
+            (table, diags)
+        })
+        .collect();
+    let (tables, syntax): (Vec<_>, Vec<_>) = parsed.into_iter().unzip();
+    let mut diags: Vec<Diag> = syntax.into_iter().flatten().collect();
 
     let environment = env.map(str::to_string).or_else(|| declared_environment(&tables)).unwrap_or_else(|| "default".into());
-    let vars = collect_variables(&texts, &tables, &environment, &mut diags);
+    let vars = collect_variables(&files, &tables, &environment, &mut diags);
 
-    let mut cfg = RawConfig { files, environment, ..RawConfig::default() };
-    for (file, table) in texts.iter().zip(tables) {
-        let mut loader = FileLoader { file: file.clone(), diags: &mut diags };
-        for (key, value) in table.into_inner() {
-            let key_span = key.span();
-            let key = key.into_inner();
-            let mut value = value;
-            if key != "variables" && key != "env" {
-                loader.interpolate(&mut value, &vars, &cfg.environment);
+    let parts: Vec<(RawConfig, Vec<Diag>)> = files
+        .par_iter()
+        .zip(tables)
+        .map(|(file, table)| {
+            let mut loader = FileLoader { file: file.clone(), diags: Vec::new() };
+            let mut part = RawConfig::default();
+            for (key, mut value) in table.into_inner() {
+                let key_span = key.span();
+                let key = key.into_inner();
+                if key != "variables" && key != "env" {
+                    loader.interpolate(&mut value, &vars, &environment);
+                }
+                loader.top_level(&key, key_span, value, &mut part);
             }
-            loader.top_level(&key, key_span, value, &mut cfg);
-        }
+            (part, loader.diags)
+        })
+        .collect();
+    let mut cfg = RawConfig { files, environment, ..RawConfig::default() };
+    for (part, d) in parts {
+        cfg.extend(part);
+        diags.extend(d);
     }
     (cfg, diags)
+}
+
+impl RawConfig {
+    /// Appends another file's entries (file order is kept by the caller).
+    fn extend(&mut self, o: RawConfig) {
+        self.stack.extend(o.stack);
+        self.backend.extend(o.backend);
+        self.providers.extend(o.providers);
+        self.environments.extend(o.environments);
+        self.zones.extend(o.zones);
+        self.services.extend(o.services);
+        self.records.extend(o.records);
+        self.scaling.extend(o.scaling);
+        self.compliance.extend(o.compliance);
+    }
 }
 
 fn declared_environment(tables: &[Spanned<DeTable<'_>>]) -> Option<String> {
@@ -182,12 +211,12 @@ fn collect_variables<'i>(
     vars
 }
 
-struct FileLoader<'d> {
+struct FileLoader {
     file: Arc<SourceFile>,
-    diags: &'d mut Vec<Diag>,
+    diags: Vec<Diag>,
 }
 
-impl FileLoader<'_> {
+impl FileLoader {
     fn loc(&self, span: Range<usize>) -> Location {
         Location { file: self.file.clone(), span }
     }
@@ -200,12 +229,12 @@ impl FileLoader<'_> {
         let span = value.span();
         match key {
             "stack" => {
-                if let Some(v) = self.decode(value) {
+                if let Some(v) = self.decode(value, &[Seg::Key(key.into())]) {
                     cfg.stack.push(self.entry(span, v));
                 }
             }
             "backend" => {
-                if let Some(v) = self.decode(value) {
+                if let Some(v) = self.decode(value, &[Seg::Key(key.into())]) {
                     cfg.backend.push(self.entry(span, v));
                 }
             }
@@ -213,7 +242,7 @@ impl FileLoader<'_> {
             "env" => {
                 // Validate shape; values were read by `collect_variables`.
                 for (name, body) in self.table_entries(value, "env") {
-                    if self.decode::<RawEnv>(body).is_some() {
+                    if self.decode::<RawEnv>(body, &[Seg::Key(key.into()), Seg::Key(name.get().clone())]).is_some() {
                         cfg.environments.push(self.entry(name.span(), name));
                     }
                 }
@@ -221,11 +250,12 @@ impl FileLoader<'_> {
             "provider" => {
                 for (name, body) in self.table_entries(value, "provider") {
                     let body_span = body.span();
+                    let at = [Seg::Key(key.into()), Seg::Key(name.get().clone())];
                     let decoded = match name.get().as_str() {
-                        "sandbox" => self.decode(body).map(ProviderEntry::Sandbox),
-                        "aws" => self.decode(body).map(ProviderEntry::Aws),
-                        "azure" => self.decode(body).map(ProviderEntry::Azure),
-                        "gcp" => self.decode(body).map(ProviderEntry::Gcp),
+                        "sandbox" => self.decode(body, &at).map(ProviderEntry::Sandbox),
+                        "aws" => self.decode(body, &at).map(ProviderEntry::Aws),
+                        "azure" => self.decode(body, &at).map(ProviderEntry::Azure),
+                        "gcp" => self.decode(body, &at).map(ProviderEntry::Gcp),
                         other => {
                             let d = Diag::error("config::unknown_provider", format!("unknown provider `{other}`"))
                                 .at(self.loc(name.span()), "not a provider")
@@ -245,13 +275,13 @@ impl FileLoader<'_> {
             "scaling" => {
                 for (name, body) in self.table_entries(value, "scaling") {
                     let body_span = body.span();
-                    if let Some(v) = self.decode(body) {
+                    if let Some(v) = self.decode(body, &[Seg::Key(key.into()), Seg::Key(name.get().clone())]) {
                         cfg.scaling.push(self.entry(body_span, (name, v)));
                     }
                 }
             }
             "compliance" => {
-                if let Some(v) = self.decode(value) {
+                if let Some(v) = self.decode(value, &[Seg::Key(key.into())]) {
                     cfg.compliance.push(self.entry(span, v));
                 }
             }
@@ -272,9 +302,9 @@ impl FileLoader<'_> {
         let span = value.span();
         match value.into_inner() {
             DeValue::Array(items) => {
-                for item in items {
+                for (i, item) in items.into_iter().enumerate() {
                     let item_span = item.span();
-                    if let Some(v) = self.decode(item) {
+                    if let Some(v) = self.decode(item, &[Seg::Key(key.into()), Seg::Index(i)]) {
                         out.push(self.entry(item_span, v));
                     }
                 }
@@ -305,22 +335,29 @@ impl FileLoader<'_> {
     }
 
     /// Deserializes one entry; unknown keys and type errors become diagnostics.
-    fn decode<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>) -> Option<T> {
-        let original = value.clone();
+    /// `at` is the entry's path from the file's root, used only to locate unknown keys.
+    fn decode<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>, at: &[Seg]) -> Option<T> {
+        let span = value.span();
         let mut unknown = Vec::new();
         let result: Result<T, toml::de::Error> =
             serde_ignored::deserialize(ValueDeserializer::from(value), |path| unknown.push(path_segments(&path)));
-        for path in unknown {
-            let (key, span) = key_span(&original, &path);
-            self.diags.push(
-                Diag::error("config::unknown_key", format!("unknown key `{key}`"))
-                    .at(self.loc(span), "not a known key here"),
-            );
+        if !unknown.is_empty() {
+            // Rare (an error): parse the file again rather than keep a copy of every entry.
+            let (root, _) = DeTable::parse_recoverable(&self.file.text);
+            let root = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+            for path in unknown {
+                let full: Vec<&Seg> = at.iter().chain(path.iter()).collect();
+                let (key, key_span) = key_span(&root, &full, at.len());
+                self.diags.push(
+                    Diag::error("config::unknown_key", format!("unknown key `{key}`"))
+                        .at(self.loc(key_span), "not a known key here"),
+                );
+            }
         }
         match result {
             Ok(v) => Some(v),
             Err(e) => {
-                let span = e.span().unwrap_or_else(|| original.span());
+                let span = e.span().unwrap_or(span);
                 let message = e.message().trim().to_string();
                 let (message, label) = describe_serde_error(&message);
                 self.diags.push(Diag::error("config::type", message).at(self.loc(span), label));
@@ -445,14 +482,17 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
 }
 
 /// The dotted key and the span of its last key in the source.
-fn key_span(root: &Spanned<DeValue<'_>>, path: &[Seg]) -> (String, Range<usize>) {
+/// `skip` leading segments locate the entry and are left out of the name.
+fn key_span(root: &Spanned<DeValue<'_>>, path: &[&Seg], skip: usize) -> (String, Range<usize>) {
     let mut node = root;
     let mut span = root.span();
     let mut names = Vec::new();
-    for seg in path {
-        match (seg, node.get_ref()) {
+    for (i, seg) in path.iter().enumerate() {
+        match (*seg, node.get_ref()) {
             (Seg::Key(k), DeValue::Table(t)) => {
-                names.push(k.clone());
+                if i >= skip {
+                    names.push(k.clone());
+                }
                 match t.iter().find(|(key, _)| key.get_ref() == k) {
                     Some((key, v)) => {
                         span = key.span();
@@ -474,8 +514,14 @@ fn key_span(root: &Spanned<DeValue<'_>>, path: &[Seg]) -> (String, Range<usize>)
     (names.join("."), span)
 }
 
-/// Turns serde's wording into a message and a short label.
+/// Turns serde's wording into a message and a short label, in TOML's terms.
 fn describe_serde_error(message: &str) -> (String, String) {
+    let message = &message
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace("expected u32", "expected an integer")
+        .replace("a sequence", "an array")
+        .replace("a map", "a table");
     if let Some(rest) = message.strip_prefix("missing field ") {
         return (format!("missing required key {rest}"), format!("this table needs {rest}"));
     }

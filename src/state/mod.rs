@@ -76,8 +76,17 @@ impl LocalState {
 
     /// Opens for writing: takes the lock (waiting up to `lock_timeout`), repairs torn writes.
     pub fn open_locked(dir: &Path, command: &str, lock_timeout: Duration) -> Result<Self, StateError> {
+        let lock = Self::lock(dir, command, lock_timeout)?;
+        Self::open_with(dir, lock)
+    }
+
+    /// Takes the lock only; `open_with` then reads the state (possibly on another thread).
+    pub fn lock(dir: &Path, command: &str, lock_timeout: Duration) -> Result<StateLock, StateError> {
         std::fs::create_dir_all(dir).map_err(|e| StateError::Io(dir.to_path_buf(), e))?;
-        let lock = StateLock::acquire(dir, command, lock_timeout)?;
+        Ok(StateLock::acquire(dir, command, lock_timeout)?)
+    }
+
+    pub fn open_with(dir: &Path, lock: StateLock) -> Result<Self, StateError> {
         let journal = Journal::open(dir, STEM, true).map_err(|e| StateError::Io(dir.to_path_buf(), e))?;
         Ok(LocalState { dir: dir.to_path_buf(), journal, _lock: Some(lock) })
     }
