@@ -263,7 +263,8 @@ pub fn render_all(diags: &[Diag], style: Style) -> String {
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
-    if errors > 0 {
+    // The count line sums up a configuration check; other failures speak for themselves.
+    if errors > 0 && diags.iter().all(|d| d.code.starts_with("config::")) {
         out.push_str(&format!(
             "error: configuration has {errors} error{} and {warnings} warning{}\n",
             plural(errors),

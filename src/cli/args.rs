@@ -79,6 +79,9 @@ declared in the stack, or the next apply deletes it.")]
     #[command(subcommand)]
     Sandbox(SandboxCommand),
 
+    /// Print the JSON Schema of stack files (for editors; also in schemas/).
+    Schema,
+
     /// Print shell completions: `cairn completions bash > /etc/bash_completion.d/cairn`.
     Completions {
         shell: clap_complete::Shell,

@@ -92,6 +92,10 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
         Command::State(c) => state_cmd(c, ui),
         Command::Import(a) => import(&a, ui),
         Command::Sandbox(c) => sandbox::run(c, ui),
+        Command::Schema => {
+            print!("{}", config::raw::json_schema());
+            Ok(EXIT_OK)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
             Ok(EXIT_OK)
@@ -352,12 +356,12 @@ fn apply_saved(path: &Path, lock_timeout: Duration, parallelism: usize, ui: &Ui)
             .help("nothing was changed; run `cairn plan --out FILE` again and review the new plan")
             .into()
     };
+    if state.serial() != plan.state_serial {
+        return Err(stale(format!("the state changed since it was made (serial {} then, {} now)", plan.state_serial, state.serial())));
+    }
     let lineage_now = &state.state().lineage;
     if !lineage_now.is_empty() && *lineage_now != plan.lineage {
         return Err(stale("it was made for a different state (lineage differs)".into()));
-    }
-    if state.serial() != plan.state_serial {
-        return Err(stale(format!("the state changed since (serial {} then, {} now)", plan.state_serial, state.serial())));
     }
     let providers = providers(&plan.target)?;
     let rt = runtime();

@@ -18,7 +18,7 @@ const TTL_MAX: i64 = 604_800;
 const DEFAULT_TTL: u32 = 300;
 
 pub fn compile(raw: RawConfig, dir: &Path, explicit_env: bool) -> Result<(Stack, Vec<Diag>), Vec<Diag>> {
-    let mut c = Compiler { diags: Vec::new() };
+    let mut c = Compiler { diags: Vec::new(), broken: raw.broken.clone() };
     let stack = c.compile(raw, dir, explicit_env);
     if c.diags.iter().any(Diag::is_error) {
         return Err(c.diags);
@@ -33,6 +33,12 @@ pub fn compile(raw: RawConfig, dir: &Path, explicit_env: bool) -> Result<(Stack,
 
 struct Compiler {
     diags: Vec<Diag>,
+    /// Entries that failed to decode (already reported).
+    broken: Vec<(String, String)>,
+}
+
+fn is_broken(broken: &[(String, String)], section: &str, name: &str) -> bool {
+    broken.iter().any(|(s, n)| s == section && n == name)
 }
 
 /// A deployment as records see it: `api@aws/us-east-1`.
@@ -357,7 +363,7 @@ impl Compiler {
             let r = &e.value;
             let zone = r.zone.get().trim_end_matches('.');
             let zone_known = zones.contains_key(zone);
-            if !zone_known {
+            if !zone_known && !is_broken(&raw.broken, "zone", zone) {
                 let known: Vec<&str> = zones.keys().map(String::as_str).collect();
                 let mut d = Diag::error("config::unknown_reference", format!("record refers to undeclared zone `{zone}`"))
                     .at(e.loc(r.zone.span()), "no [[zone]] has this name");
@@ -596,6 +602,9 @@ impl Compiler {
         let t = target.get();
         let loc = e.loc(target.span());
         let Some(d) = deployments.get(t) else {
+            if is_broken(&self.broken, "service", t.split('@').next().unwrap_or_default()) {
+                return None;
+            }
             let known: Vec<&str> = deployments.keys().map(String::as_str).collect();
             let mut diag = Diag::error("config::unknown_reference", format!("unknown deployment `{t}`"))
                 .at(loc, "no service is deployed here");

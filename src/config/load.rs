@@ -48,6 +48,9 @@ pub struct RawConfig {
     pub compliance: Vec<Entry<RawCompliance>>,
     /// The environment the variables were resolved for.
     pub environment: String,
+    /// `(section, name)` of entries that failed to decode: references to them are not
+    /// reported again as dangling.
+    pub broken: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -116,15 +119,11 @@ pub fn load(files: Vec<Arc<SourceFile>>, env: Option<&str>) -> (RawConfig, Vec<D
         .par_iter()
         .zip(tables)
         .map(|(file, table)| {
-            let mut loader = FileLoader { file: file.clone(), diags: Vec::new() };
+            let mut loader = FileLoader { file: file.clone(), diags: Vec::new(), vars: &vars, environment: &environment };
             let mut part = RawConfig::default();
-            for (key, mut value) in table.into_inner() {
+            for (key, value) in table.into_inner() {
                 let key_span = key.span();
-                let key = key.into_inner();
-                if key != "variables" && key != "env" {
-                    loader.interpolate(&mut value, &vars, &environment);
-                }
-                loader.top_level(&key, key_span, value, &mut part);
+                loader.top_level(&key.into_inner(), key_span, value, &mut part);
             }
             (part, loader.diags)
         })
@@ -149,6 +148,7 @@ impl RawConfig {
         self.records.extend(o.records);
         self.scaling.extend(o.scaling);
         self.compliance.extend(o.compliance);
+        self.broken.extend(o.broken);
     }
 }
 
@@ -211,12 +211,14 @@ fn collect_variables<'i>(
     vars
 }
 
-struct FileLoader {
+struct FileLoader<'v, 'i> {
     file: Arc<SourceFile>,
     diags: Vec<Diag>,
+    vars: &'v Vars<'i>,
+    environment: &'v str,
 }
 
-impl FileLoader {
+impl<'i> FileLoader<'_, 'i> {
     fn loc(&self, span: Range<usize>) -> Location {
         Location { file: self.file.clone(), span }
     }
@@ -225,7 +227,7 @@ impl FileLoader {
         Entry { file: self.file.clone(), span, value }
     }
 
-    fn top_level<'i>(&mut self, key: &str, key_span: Range<usize>, value: Spanned<DeValue<'i>>, cfg: &mut RawConfig) {
+    fn top_level(&mut self, key: &str, key_span: Range<usize>, value: Spanned<DeValue<'i>>, cfg: &mut RawConfig) {
         let span = value.span();
         match key {
             "stack" => {
@@ -269,9 +271,9 @@ impl FileLoader {
                     }
                 }
             }
-            "zone" => self.array_entries(value, "zone", &mut cfg.zones),
-            "service" => self.array_entries(value, "service", &mut cfg.services),
-            "record" => self.array_entries(value, "record", &mut cfg.records),
+            "zone" => self.array_entries(value, "zone", &mut cfg.zones, &mut cfg.broken),
+            "service" => self.array_entries(value, "service", &mut cfg.services, &mut cfg.broken),
+            "record" => self.array_entries(value, "record", &mut cfg.records, &mut cfg.broken),
             "scaling" => {
                 for (name, body) in self.table_entries(value, "scaling") {
                     let body_span = body.span();
@@ -298,14 +300,22 @@ impl FileLoader {
     }
 
     /// `[[key]]` arrays of tables: each element decoded on its own.
-    fn array_entries<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>, key: &str, out: &mut Vec<Entry<T>>) {
+    fn array_entries<T: DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'i>>,
+        key: &str,
+        out: &mut Vec<Entry<T>>,
+        broken: &mut Vec<(String, String)>,
+    ) {
         let span = value.span();
         match value.into_inner() {
             DeValue::Array(items) => {
                 for (i, item) in items.into_iter().enumerate() {
                     let item_span = item.span();
-                    if let Some(v) = self.decode(item, &[Seg::Key(key.into()), Seg::Index(i)]) {
-                        out.push(self.entry(item_span, v));
+                    let name = item.get_ref().as_table().and_then(|t| t.get("name")).and_then(|n| n.get_ref().as_str()).map(str::to_string);
+                    match self.decode(item, &[Seg::Key(key.into()), Seg::Index(i)]) {
+                        Some(v) => out.push(self.entry(item_span, v)),
+                        None => broken.extend(name.map(|n| (key.to_string(), n))),
                     }
                 }
             }
@@ -317,7 +327,7 @@ impl FileLoader {
     }
 
     /// `[key.NAME]` tables: each named entry decoded on its own.
-    fn table_entries<'i>(&mut self, value: Spanned<DeValue<'i>>, key: &str) -> Vec<(Sp<String>, Spanned<DeValue<'i>>)> {
+    fn table_entries(&mut self, value: Spanned<DeValue<'i>>, key: &str) -> Vec<(Sp<String>, Spanned<DeValue<'i>>)> {
         let span = value.span();
         match value.into_inner() {
             DeValue::Table(t) => t
@@ -336,8 +346,13 @@ impl FileLoader {
 
     /// Deserializes one entry; unknown keys and type errors become diagnostics.
     /// `at` is the entry's path from the file's root, used only to locate unknown keys.
-    fn decode<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>, at: &[Seg]) -> Option<T> {
+    fn decode<T: DeserializeOwned>(&mut self, mut value: Spanned<DeValue<'i>>, at: &[Seg]) -> Option<T> {
         let span = value.span();
+        // An entry with an unresolved `${...}` is not decoded: its values would only
+        // produce follow-on errors.
+        if !self.interpolate(&mut value) {
+            return None;
+        }
         let mut unknown = Vec::new();
         let result: Result<T, toml::de::Error> =
             serde_ignored::deserialize(ValueDeserializer::from(value), |path| unknown.push(path_segments(&path)));
@@ -368,29 +383,28 @@ impl FileLoader {
 
     /// Replaces `${var.NAME}` and `${environment}` in strings. A string that is exactly one
     /// reference takes the variable's type (so `min = "${var.min}"` is an integer).
-    fn interpolate<'i>(&mut self, value: &mut Spanned<DeValue<'i>>, vars: &Vars<'i>, environment: &str) {
+    /// Returns false when a reference could not be resolved (reported).
+    fn interpolate(&mut self, value: &mut Spanned<DeValue<'i>>) -> bool {
         let span = value.span();
         match value.get_mut() {
-            DeValue::String(s) if s.contains("${") => {
-                match substitute(s, span.start, vars, environment) {
-                    Ok(Substituted::Whole(v)) => *value = Spanned::new(span, v),
-                    Ok(Substituted::Text(t)) => *s = Cow::Owned(t),
-                    Err((message, ref_span)) => self.diags.push(
-                        Diag::error("config::variable", message).at(self.loc(ref_span), "cannot be resolved"),
-                    ),
+            DeValue::String(s) if s.contains("${") => match substitute(s, span.start, self.vars, self.environment) {
+                Ok(Substituted::Whole(v)) => {
+                    *value = Spanned::new(span, v);
+                    true
                 }
-            }
-            DeValue::Array(items) => {
-                for item in items.iter_mut() {
-                    self.interpolate(item, vars, environment);
+                Ok(Substituted::Text(t)) => {
+                    *s = Cow::Owned(t);
+                    true
                 }
-            }
-            DeValue::Table(t) => {
-                for (_, v) in t.iter_mut() {
-                    self.interpolate(v, vars, environment);
+                Err((message, ref_span)) => {
+                    self.diags.push(Diag::error("config::variable", message).at(self.loc(ref_span), "cannot be resolved"));
+                    false
                 }
-            }
-            _ => {}
+            },
+            // Every element is visited (no short-circuit) so all bad references are reported.
+            DeValue::Array(items) => items.iter_mut().fold(true, |ok, item| self.interpolate(item) && ok),
+            DeValue::Table(t) => t.iter_mut().fold(true, |ok, (_, v)| self.interpolate(v) && ok),
+            _ => true,
         }
     }
 }

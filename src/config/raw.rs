@@ -36,12 +36,27 @@ impl<T: JsonSchema> JsonSchema for Sp<T> {
         T::schema_id()
     }
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        T::json_schema(generator)
+        let inner = T::json_schema(generator);
+        if inner.get("type").and_then(|t| t.as_str()) == Some("string") {
+            return inner;
+        }
+        // Any value may also be a whole `${var.NAME}` reference, resolved before typing.
+        schemars::json_schema!({
+            "anyOf": [inner, { "type": "string", "pattern": "^\\$\\{[^}]+\\}$" }]
+        })
     }
 }
 
-/// One stack file. Every key is optional; a stack is the union of its files.
-/// (Used to generate the JSON Schema; the loader reads each top-level key on its own.)
+/// The JSON Schema of a stack file (draft 2020-12), generated from these types.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(RawFile);
+    let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
+    text.push('\n');
+    text
+}
+
+// Describes a whole file for the JSON Schema; the loader reads each top-level key on its own.
+/// A cairn stack file. Every key is optional: a stack is the union of its directory's files.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields, title = "cairn stack file")]
 pub struct RawFile {
@@ -83,7 +98,7 @@ pub enum VariableValue {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Stack")]
 pub struct RawStack {
     /// Stack name, e.g. `shop`.
     pub name: Sp<String>,
@@ -102,7 +117,7 @@ pub enum BackendKind {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Backend")]
 pub struct RawBackend {
     pub kind: Sp<BackendKind>,
     /// Local backend: state directory (default `.cairn` beside the stack).
@@ -112,7 +127,7 @@ pub struct RawBackend {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Providers")]
 pub struct RawProviders {
     /// The embedded simulated multi-cloud, stored under `.cairn/sandbox/`.
     pub sandbox: Option<RawSandboxProvider>,
@@ -122,14 +137,14 @@ pub struct RawProviders {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "SandboxProvider")]
 pub struct RawSandboxProvider {
     /// Sandbox directory (default `.cairn/sandbox` beside the stack).
     pub path: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "AwsProvider")]
 pub struct RawAwsProvider {
     pub region: Sp<String>,
     /// Named profile from the shared AWS config files.
@@ -139,7 +154,7 @@ pub struct RawAwsProvider {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "AzureProvider")]
 pub struct RawAzureProvider {
     pub subscription_id: Sp<String>,
     pub resource_group: Sp<String>,
@@ -148,14 +163,14 @@ pub struct RawAzureProvider {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "GcpProvider")]
 pub struct RawGcpProvider {
     pub project: Sp<String>,
     pub endpoint: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Env")]
 pub struct RawEnv {
     /// Variable values for this environment; they override `[variables]`.
     #[serde(default)]
@@ -163,7 +178,7 @@ pub struct RawEnv {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Zone")]
 pub struct RawZone {
     /// Fully qualified zone name, e.g. `shop.example.com`.
     pub name: Sp<String>,
@@ -185,7 +200,7 @@ pub enum DataClassification {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Service")]
 pub struct RawService {
     pub name: Sp<String>,
     /// What data the service handles; compliance rules read it.
@@ -198,7 +213,7 @@ pub struct RawService {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Deployment")]
 pub struct RawDeployment {
     pub cloud: Sp<Cloud>,
     pub region: Sp<String>,
@@ -222,7 +237,7 @@ pub enum RoutingPolicy {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Record")]
 pub struct RawRecord {
     pub zone: Sp<String>,
     /// Name relative to the zone (`@` for the apex).
@@ -242,7 +257,7 @@ pub struct RawRecord {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Routing")]
 pub struct RawRouting {
     pub policy: Sp<RoutingPolicy>,
     /// Failover: the deployment that answers while healthy.
@@ -254,7 +269,7 @@ pub struct RawRouting {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Member")]
 pub struct RawMember {
     /// A deployment, e.g. `api@gcp/europe-west1`.
     pub target: Option<Sp<String>>,
@@ -277,7 +292,7 @@ pub enum Protocol {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "HealthCheck")]
 pub struct RawHealthCheck {
     pub protocol: Sp<Protocol>,
     /// Default 80 (http), 443 (https); required for tcp.
@@ -295,7 +310,7 @@ pub struct RawHealthCheck {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Scaling")]
 pub struct RawScaling {
     /// Target utilization per replica, above 0 and at most 1.
     pub target_utilization: Sp<f64>,
@@ -308,7 +323,7 @@ pub struct RawScaling {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Predictive")]
 pub struct RawPredictive {
     /// How far ahead to forecast, e.g. `30m`.
     pub horizon: Sp<String>,
@@ -317,7 +332,7 @@ pub struct RawPredictive {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Cost")]
 pub struct RawCost {
     pub per_replica_hour: Sp<f64>,
     pub max_per_hour: Option<Sp<f64>>,
@@ -332,7 +347,7 @@ pub enum Framework {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "Compliance")]
 pub struct RawCompliance {
     #[serde(default)]
     pub frameworks: Vec<Sp<Framework>>,

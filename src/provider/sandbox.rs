@@ -6,7 +6,8 @@
 //! (`cairn sandbox ...`) may change it between calls, which is how drift is simulated.
 //!
 //! Test knobs (environment): `CAIRN_SANDBOX_LATENCY_MS` delays every call;
-//! `CAIRN_SANDBOX_FAIL` makes changes whose address contains that text fail.
+//! `CAIRN_SANDBOX_FAIL` makes changes whose address contains that text fail;
+//! `CAIRN_SANDBOX_BATCH` lowers the changes per batch (default 1000).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -87,6 +88,7 @@ pub struct Sandbox {
     calls: AtomicU64,
     latency: Duration,
     fail: Option<String>,
+    max_batch: usize,
 }
 
 impl Sandbox {
@@ -103,6 +105,7 @@ impl Sandbox {
             calls: AtomicU64::new(0),
             latency,
             fail: std::env::var("CAIRN_SANDBOX_FAIL").ok().filter(|s| !s.is_empty()),
+            max_batch: std::env::var("CAIRN_SANDBOX_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH),
         })
     }
 
@@ -264,7 +267,7 @@ impl Provider for Sandbox {
     }
 
     fn max_batch(&self) -> usize {
-        MAX_BATCH
+        self.max_batch
     }
 
     fn api_calls(&self) -> u64 {

@@ -1,0 +1,91 @@
+//! Integration tests: run the real `cairn` binary in temporary directories and assert exact
+//! output (insta snapshots) and exit codes.
+
+mod apply;
+mod crash;
+mod lock;
+mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary working directory holding one or more stacks.
+pub struct Work {
+    pub dir: tempfile::TempDir,
+}
+
+impl Work {
+    pub fn new() -> Work {
+        Work { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// A copy of examples/quickstart at `./shop`.
+    pub fn quickstart() -> Work {
+        let w = Work::new();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+        let dst = w.path("shop");
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(src).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        w
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// A `cairn` command run from the work directory, colors off.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.args(args).current_dir(self.dir.path()).env("NO_COLOR", "1").env_remove("CAIRN_ENV");
+        for k in ["CAIRN_SANDBOX_LATENCY_MS", "CAIRN_SANDBOX_FAIL", "CAIRN_SANDBOX_BATCH"] {
+            c.env_remove(k);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run cairn"))
+    }
+
+    /// Runs and asserts the exit code, printing the output when it differs.
+    pub fn ok(&self, args: &[&str], code: i32) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, code, "cairn {args:?} exited {}\nstdout:\n{}\nstderr:\n{}", r.code, r.stdout, r.stderr);
+        r
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let r = self.run(&a);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("cairn {a:?}: not JSON ({e}):\n{}\n{}", r.stdout, r.stderr))
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
