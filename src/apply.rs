@@ -72,14 +72,23 @@ pub async fn apply(
     progress: &dyn Progress,
 ) -> Result<Outcome, StateError> {
     if state.state().lineage.is_empty() {
-        state.write(vec![StateOp::Init { lineage: plan.lineage.clone() }])?;
+        state.write(vec![StateOp::Init {
+            lineage: plan.lineage.clone(),
+        }])?;
     }
     let fixes: Vec<StateOp> = plan
         .state_fixes
         .iter()
         .map(|f| match f {
-            StateFix::Record { address, resource, .. } => StateOp::Put { address: address.clone(), resource: resource.clone() },
-            StateFix::Forget { address, .. } => StateOp::Remove { address: address.clone() },
+            StateFix::Record {
+                address, resource, ..
+            } => StateOp::Put {
+                address: address.clone(),
+                resource: resource.clone(),
+            },
+            StateFix::Forget { address, .. } => StateOp::Remove {
+                address: address.clone(),
+            },
         })
         .collect();
     state.write(fixes)?;
@@ -99,13 +108,27 @@ pub async fn apply(
         let mut unavailable = Vec::new();
         while let Some(i) = ready.pop_front() {
             match providers.get(changes[i].provider.kind) {
-                Some(p) => groups.entry((changes[i].provider.kind, p.batch_key(&to_change(&changes[i])))).or_default().push(i),
+                Some(p) => groups
+                    .entry((
+                        changes[i].provider.kind,
+                        p.batch_key(&to_change(&changes[i])),
+                    ))
+                    .or_default()
+                    .push(i),
                 None => unavailable.push(i),
             }
         }
         for i in unavailable {
             let err = format!("provider {} is not available", changes[i].provider);
-            fail(i, err, changes, &order, &mut blocked, &mut outcome, progress);
+            fail(
+                i,
+                err,
+                changes,
+                &order,
+                &mut blocked,
+                &mut outcome,
+                progress,
+            );
         }
         let mut pending: VecDeque<(ProviderKind, Vec<usize>)> = VecDeque::new();
         for ((kind, _), idx) in groups {
@@ -121,7 +144,10 @@ pub async fn apply(
                 ready.extend(pending.drain(..).flat_map(|(_, i)| i));
                 break;
             }
-            let provider = providers.get(kind).expect("grouped by available providers").clone();
+            let provider = providers
+                .get(kind)
+                .expect("grouped by available providers")
+                .clone();
             let batch: Vec<Change> = idx.iter().map(|i| to_change(&changes[*i])).collect();
             let owner = plan.lineage.clone();
             inflight.spawn(async move {
@@ -129,27 +155,44 @@ pub async fn apply(
                 (idx, results)
             });
         }
-        let Some(joined) = inflight.join_next().await else { break };
+        let Some(joined) = inflight.join_next().await else {
+            break;
+        };
         let (idx, results) = joined.expect("apply task panicked");
         let mut ops = Vec::new();
         let mut done = Vec::new();
         for (n, i) in idx.into_iter().enumerate() {
             let c = &changes[i];
-            let result = results.get(n).cloned().unwrap_or_else(|| Err("provider returned no result".into()));
+            let result = results
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| Err("provider returned no result".into()));
             match result {
                 Ok(live) => {
                     match (&live, c.action) {
                         (Some(l), _) => {
                             if c.after.as_ref().is_some_and(|a| *a != l.attrs) {
-                                outcome.inconsistent.push(format!("{}: provider returned attributes other than planned", c.address));
+                                outcome.inconsistent.push(format!(
+                                    "{}: provider returned attributes other than planned",
+                                    c.address
+                                ));
                             }
                             ops.push(StateOp::Put {
                                 address: c.address.clone(),
-                                resource: StateResource { provider: l.provider, id: l.id.clone(), attrs: l.attrs.clone(), depends_on: c.depends_on.clone() },
+                                resource: Box::new(StateResource {
+                                    provider: l.provider,
+                                    id: l.id.clone(),
+                                    attrs: l.attrs.clone(),
+                                    depends_on: c.depends_on.clone(),
+                                }),
                             });
                         }
-                        (None, Action::Delete) => ops.push(StateOp::Remove { address: c.address.clone() }),
-                        (None, _) => outcome.inconsistent.push(format!("{}: provider returned no resource", c.address)),
+                        (None, Action::Delete) => ops.push(StateOp::Remove {
+                            address: c.address.clone(),
+                        }),
+                        (None, _) => outcome
+                            .inconsistent
+                            .push(format!("{}: provider returned no resource", c.address)),
                     }
                     done.push(i);
                 }
@@ -159,7 +202,10 @@ pub async fn apply(
         // Persist before releasing dependents: what is recorded is what completed.
         state.write(ops)?;
         for i in done {
-            outcome.applied.push(Applied { address: changes[i].address.clone(), action: changes[i].action });
+            outcome.applied.push(Applied {
+                address: changes[i].address.clone(),
+                action: changes[i].action,
+            });
             progress.done(&changes[i], &Ok(()));
             for &next in &order.dependents[i] {
                 indegree[next] -= 1;
@@ -174,17 +220,33 @@ pub async fn apply(
     Ok(outcome)
 }
 
-fn fail(i: usize, error: String, changes: &[PlannedChange], order: &Order, blocked: &mut [bool], outcome: &mut Outcome, progress: &dyn Progress) {
+fn fail(
+    i: usize,
+    error: String,
+    changes: &[PlannedChange],
+    order: &Order,
+    blocked: &mut [bool],
+    outcome: &mut Outcome,
+    progress: &dyn Progress,
+) {
     let err = Err(error.clone());
     progress.done(&changes[i], &err);
-    outcome.failed.push(Failed { address: changes[i].address.clone(), action: changes[i].action, error });
+    outcome.failed.push(Failed {
+        address: changes[i].address.clone(),
+        action: changes[i].action,
+        error,
+    });
     let mut stack = order.dependents[i].clone();
     while let Some(j) = stack.pop() {
         if !blocked[j] {
             blocked[j] = true;
             let reason = format!("skipped: depends on {}, which failed", changes[i].address);
             progress.done(&changes[j], &Err(reason.clone()));
-            outcome.skipped.push(Failed { address: changes[j].address.clone(), action: changes[j].action, error: reason });
+            outcome.skipped.push(Failed {
+                address: changes[j].address.clone(),
+                action: changes[j].action,
+                error: reason,
+            });
             stack.extend(order.dependents[j].iter().copied());
         }
     }
@@ -198,7 +260,11 @@ struct Order {
 
 impl Order {
     fn new(changes: &[PlannedChange]) -> Order {
-        let index: HashMap<&Address, usize> = changes.iter().enumerate().map(|(i, c)| (&c.address, i)).collect();
+        let index: HashMap<&Address, usize> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&c.address, i))
+            .collect();
         let mut dependents = vec![Vec::new(); changes.len()];
         let mut indegree = vec![0; changes.len()];
         for (i, c) in changes.iter().enumerate() {
@@ -213,7 +279,10 @@ impl Order {
                 indegree[then] += 1;
             }
         }
-        Order { dependents, indegree }
+        Order {
+            dependents,
+            indegree,
+        }
     }
 }
 
@@ -221,9 +290,19 @@ fn to_change(c: &PlannedChange) -> Change {
     let id = c.id.clone().unwrap_or_default();
     let op = match (c.action, &c.after) {
         (Action::Create, Some(a)) => ChangeOp::Create { attrs: a.clone() },
-        (Action::Update, Some(a)) => ChangeOp::Update { id, attrs: a.clone() },
-        (Action::Replace, Some(a)) => ChangeOp::Replace { id, attrs: a.clone() },
+        (Action::Update, Some(a)) => ChangeOp::Update {
+            id,
+            attrs: a.clone(),
+        },
+        (Action::Replace, Some(a)) => ChangeOp::Replace {
+            id,
+            attrs: a.clone(),
+        },
         _ => ChangeOp::Delete { id },
     };
-    Change { address: c.address.clone(), provider: c.provider, op }
+    Change {
+        address: c.address.clone(),
+        provider: c.provider,
+        op,
+    }
 }

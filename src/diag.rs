@@ -69,7 +69,10 @@ impl Diag {
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
-        Diag { severity: Severity::Warning, ..Diag::error(code, message) }
+        Diag {
+            severity: Severity::Warning,
+            ..Diag::error(code, message)
+        }
     }
 
     pub fn at(mut self, location: Location, label: impl Into<String>) -> Self {
@@ -168,15 +171,26 @@ impl<'a> Report<'a> {
             NamedSource::new(l.file.name.clone(), l.file.text.clone()).with_language("toml")
         });
         for (loc, text) in &diag.related {
-            let same_file = diag.location.as_ref().is_some_and(|l| Arc::ptr_eq(&l.file, &loc.file));
+            let same_file = diag
+                .location
+                .as_ref()
+                .is_some_and(|l| Arc::ptr_eq(&l.file, &loc.file));
             let label = LabeledSpan::new_with_span(Some(text.clone()), loc.span.clone());
             if same_file {
                 labels.push(label);
             } else {
-                related.push(Related { source: NamedSource::new(loc.file.name.clone(), loc.file.text.clone()), label });
+                related.push(Related {
+                    source: NamedSource::new(loc.file.name.clone(), loc.file.text.clone()),
+                    label,
+                });
             }
         }
-        Report { diag, source, labels, related }
+        Report {
+            diag,
+            source,
+            labels,
+            related,
+        }
     }
 }
 
@@ -205,19 +219,28 @@ impl miette::Diagnostic for Report<'_> {
         })
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diag
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         self.source.as_ref().map(|s| s as &dyn SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        if self.labels.is_empty() { None } else { Some(Box::new(self.labels.iter().cloned())) }
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
     }
     fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
         if self.related.is_empty() {
             None
         } else {
-            Some(Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)))
+            Some(Box::new(
+                self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+            ))
         }
     }
 }
@@ -234,13 +257,22 @@ impl Style {
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Style { color: tty && !no_color, width: if tty { 120 } else { 100 } }
+        Style {
+            color: tty && !no_color,
+            width: if tty { 120 } else { 100 },
+        }
     }
 }
 
 pub fn render(diag: &Diag, style: Style) -> String {
-    let theme = if style.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(style.width).with_links(false);
+    let theme = if style.color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(style.width)
+        .with_links(false);
     let mut out = String::new();
     let report = Report::new(diag);
     if handler.render_report(&mut out, &report).is_err() {
@@ -253,7 +285,10 @@ pub fn render(diag: &Diag, style: Style) -> String {
 pub fn render_all(diags: &[Diag], style: Style) -> String {
     let mut sorted: Vec<&Diag> = diags.iter().collect();
     sorted.sort_by_key(|d| {
-        let at = d.location.as_ref().map(|l| (l.file.name.clone(), l.span.start));
+        let at = d
+            .location
+            .as_ref()
+            .map(|l| (l.file.name.clone(), l.span.start));
         (d.severity, at.is_none(), at)
     });
     let mut out = String::new();

@@ -35,7 +35,10 @@ impl Graph {
                 }
             }
         }
-        let g = Graph { graph, addresses: resources.iter().map(|r| r.address.clone()).collect() };
+        let g = Graph {
+            graph,
+            addresses: resources.iter().map(|r| r.address.clone()).collect(),
+        };
         if let Some(cycle) = g.find_cycle() {
             return Err(cycle_diag(&cycle, resources));
         }
@@ -56,12 +59,17 @@ impl Graph {
         let mut pos: HashMap<NodeIndex, usize> = HashMap::from([(start, 0)]);
         let mut node = start;
         loop {
-            let mut next: Vec<NodeIndex> =
-                self.graph.edges(node).map(|e| e.target()).filter(|t| members.contains(t)).collect();
+            let mut next: Vec<NodeIndex> = self
+                .graph
+                .edges(node)
+                .map(|e| e.target())
+                .filter(|t| members.contains(t))
+                .collect();
             next.sort_by_key(|n| self.addr(*n));
             let n = *next.first()?;
             if let Some(&i) = pos.get(&n) {
-                let mut cycle: Vec<Address> = path[i..].iter().map(|n| self.addr(*n).clone()).collect();
+                let mut cycle: Vec<Address> =
+                    path[i..].iter().map(|n| self.addr(*n).clone()).collect();
                 cycle.push(self.addr(n).clone());
                 return Some(cycle);
             }
@@ -73,14 +81,19 @@ impl Graph {
 
     /// Graphviz DOT; edges point from a dependency to what depends on it.
     pub fn to_dot(&self) -> String {
-        let mut out = String::from("digraph cairn {\n  rankdir = LR;\n  node [shape = box, fontname = \"monospace\"];\n");
+        let mut out = String::from(
+            "digraph cairn {\n  rankdir = LR;\n  node [shape = box, fontname = \"monospace\"];\n",
+        );
         let mut nodes: Vec<&Address> = self.addresses.iter().collect();
         nodes.sort();
         for a in nodes {
             let _ = writeln!(out, "  \"{a}\";");
         }
-        let mut edges: Vec<(&Address, &Address)> =
-            self.graph.edge_references().map(|e| (self.addr(e.source()), self.addr(e.target()))).collect();
+        let mut edges: Vec<(&Address, &Address)> = self
+            .graph
+            .edge_references()
+            .map(|e| (self.addr(e.source()), self.addr(e.target())))
+            .collect();
         edges.sort();
         edges.dedup();
         for (from, to) in edges {
@@ -94,20 +107,37 @@ impl Graph {
 fn cycle_diag(cycle: &[Address], resources: &[Desired]) -> Diag {
     let path: Vec<String> = cycle.iter().map(ToString::to_string).collect();
     // The cycle runs dependency → dependent; the user wrote it as dependent depends_on dependency.
-    let mut diag = Diag::error("config::cycle", format!("dependency cycle: {}", path.join(" → ")))
-        .help("remove one of the depends_on entries on this path");
+    let mut diag = Diag::error(
+        "config::cycle",
+        format!("dependency cycle: {}", path.join(" → ")),
+    )
+    .help("remove one of the depends_on entries on this path");
     // Explicit depends_on entries first: they are what the user can remove.
     let mut edges = Vec::new();
     for pair in cycle.windows(2) {
         let (dep, dependent) = (&pair[0], &pair[1]);
-        let Some(r) = resources.iter().find(|r| &r.address == dependent) else { continue };
-        let explicit = r.depends_on.iter().find(|d| &d.address == dep).and_then(|d| d.origin.clone());
+        let Some(r) = resources.iter().find(|r| &r.address == dependent) else {
+            continue;
+        };
+        let explicit = r
+            .depends_on
+            .iter()
+            .find(|d| &d.address == dep)
+            .and_then(|d| d.origin.clone());
         let label = format!("{dependent} depends on {dep}");
-        edges.push((explicit.is_none(), explicit.unwrap_or_else(|| r.origin.clone()), label));
+        edges.push((
+            explicit.is_none(),
+            explicit.unwrap_or_else(|| r.origin.clone()),
+            label,
+        ));
     }
     edges.sort_by_key(|e| e.0);
     for (i, (_, loc, label)) in edges.into_iter().enumerate() {
-        diag = if i == 0 { diag.at(loc, label) } else { diag.also(loc, label) };
+        diag = if i == 0 {
+            diag.at(loc, label)
+        } else {
+            diag.also(loc, label)
+        };
     }
     diag
 }

@@ -94,8 +94,8 @@ impl<T: Journaled> Journal<T> {
                 // Whole-file read then parse: much faster than parsing from a reader.
                 let mut bytes = Vec::new();
                 f.read_to_end(&mut bytes)?;
-                let snap: Snapshot<T> =
-                    serde_json::from_slice(&bytes).map_err(|e| corrupt(&self.snapshot_path, &e.to_string()))?;
+                let snap: Snapshot<T> = serde_json::from_slice(&bytes)
+                    .map_err(|e| corrupt(&self.snapshot_path, &e.to_string()))?;
                 self.value = snap.value;
                 self.seq = snap.seq;
             }
@@ -139,8 +139,8 @@ impl<T: Journaled> Journal<T> {
                 }
                 break;
             }
-            let line: Line<T::Op> =
-                serde_json::from_slice(&buf).map_err(|e| corrupt(&self.log_path, &format!("at byte {}: {e}", self.offset)))?;
+            let line: Line<T::Op> = serde_json::from_slice(&buf)
+                .map_err(|e| corrupt(&self.log_path, &format!("at byte {}: {e}", self.offset)))?;
             if line.seq > self.seq {
                 for op in &line.ops {
                     self.value.apply(op);
@@ -158,10 +158,16 @@ impl<T: Journaled> Journal<T> {
         if ops.is_empty() {
             return Ok(());
         }
-        let line = Line { seq: self.seq + 1, ops };
+        let line = Line {
+            seq: self.seq + 1,
+            ops,
+        };
         let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        let mut f = OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
         f.write_all(&bytes)?;
         f.sync_data()?;
         for op in &line.ops {
@@ -179,7 +185,14 @@ impl<T: Journaled> Journal<T> {
         let tmp = self.snapshot_path.with_extension("json.tmp");
         {
             let mut w = io::BufWriter::new(File::create(&tmp)?);
-            serde_json::to_writer(&mut w, &Snapshot { seq: self.seq, value: &self.value }).map_err(io::Error::other)?;
+            serde_json::to_writer(
+                &mut w,
+                &Snapshot {
+                    seq: self.seq,
+                    value: &self.value,
+                },
+            )
+            .map_err(io::Error::other)?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()?;
         }
@@ -204,7 +217,10 @@ impl<T: Journaled> Journal<T> {
 }
 
 fn corrupt(path: &Path, detail: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("`{}` is corrupt ({detail})", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("`{}` is corrupt ({detail})", path.display()),
+    )
 }
 
 #[cfg(test)]

@@ -3,13 +3,17 @@
 //! Data flows one way: files ─load→ RawConfig ─compile→ Stack ─build→ Graph;
 //! plan(Stack, Live, State) → Plan; apply(Plan, Providers) → State.
 
+// Diagnostics are the error type of loading and compiling; they are built only on the error
+// path, so their size does not matter and boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
+pub mod apply;
+pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod graph;
-pub mod model;
 pub mod journal;
+pub mod model;
+pub mod plan;
 pub mod provider;
 pub mod state;
-pub mod plan;
-pub mod apply;
-pub mod cli;

@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The clouds a stack can place zones and deployments on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Cloud {
     Aws,
@@ -101,13 +103,22 @@ pub struct Address {
 
 impl Address {
     pub fn zone(zone: &str) -> Self {
-        Address { kind: ResourceKind::Zone, name: zone.to_string() }
+        Address {
+            kind: ResourceKind::Zone,
+            name: zone.to_string(),
+        }
     }
     pub fn record(zone: &str, name: &str, rtype: RecordType) -> Self {
-        Address { kind: ResourceKind::Record, name: format!("{zone}/{name}/{rtype}") }
+        Address {
+            kind: ResourceKind::Record,
+            name: format!("{zone}/{name}/{rtype}"),
+        }
     }
     pub fn group(service: &str, cloud: Cloud, region: &str) -> Self {
-        Address { kind: ResourceKind::Group, name: format!("{service}@{cloud}/{region}") }
+        Address {
+            kind: ResourceKind::Group,
+            name: format!("{service}@{cloud}/{region}"),
+        }
     }
 }
 
@@ -127,12 +138,19 @@ impl FromStr for Address {
             "zone" => ResourceKind::Zone,
             "record" => ResourceKind::Record,
             "group" => ResourceKind::Group,
-            other => return Err(format!("unknown resource kind `{other}` in `{s}` (expected zone, record or group)")),
+            other => {
+                return Err(format!(
+                    "unknown resource kind `{other}` in `{s}` (expected zone, record or group)"
+                ));
+            }
         };
         if name.is_empty() {
             return Err(format!("`{s}` has an empty name"));
         }
-        Ok(Address { kind, name: name.to_string() })
+        Ok(Address {
+            kind,
+            name: name.to_string(),
+        })
     }
 }
 
@@ -149,7 +167,9 @@ impl<'de> Deserialize<'de> for Address {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum RecordType {
     A,
     AAAA,
@@ -192,7 +212,9 @@ impl Attrs {
             (Attrs::Record(a), Attrs::Record(b)) if a.routing.policy() != b.routing.policy() => {
                 Some("routing.policy")
             }
-            (Attrs::Group(a), Attrs::Group(b)) if a.instance_type != b.instance_type => Some("instance_type"),
+            (Attrs::Group(a), Attrs::Group(b)) if a.instance_type != b.instance_type => {
+                Some("instance_type")
+            }
             _ => None,
         }
     }

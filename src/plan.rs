@@ -86,8 +86,15 @@ pub struct AttrDiff {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "fix", rename_all = "snake_case")]
 pub enum StateFix {
-    Record { address: Address, resource: StateResource, reason: String },
-    Forget { address: Address, reason: String },
+    Record {
+        address: Address,
+        resource: Box<StateResource>,
+        reason: String,
+    },
+    Forget {
+        address: Address,
+        reason: String,
+    },
 }
 
 impl StateFix {
@@ -178,13 +185,27 @@ pub struct PlanInput<'a> {
 /// Computes the plan. Errors (e.g. a declared resource that exists but belongs to someone
 /// else) come back as diagnostics pointing at the declaration.
 pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
-    let PlanInput { stack, live, state, state_serial, destroy, filter, target } = input;
-    let lineage = if state.lineage.is_empty() { uuid::Uuid::new_v4().to_string() } else { state.lineage.clone() };
-    let live_by_addr: HashMap<Address, &LiveResource> = live.iter().map(|l| (l.address(), l)).collect();
+    let PlanInput {
+        stack,
+        live,
+        state,
+        state_serial,
+        destroy,
+        filter,
+        target,
+    } = input;
+    let lineage = if state.lineage.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        state.lineage.clone()
+    };
+    let live_by_addr: HashMap<Address, &LiveResource> =
+        live.iter().map(|l| (l.address(), l)).collect();
     let desired: &[Desired] = if destroy { &[] } else { &stack.resources };
     let desired_set: HashSet<&Address> = desired.iter().map(|d| &d.address).collect();
     let owned = |addr: &Address, l: &LiveResource| {
-        l.owner.as_deref() == Some(lineage.as_str()) || state.resources.get(addr).is_some_and(|s| s.id == l.id)
+        l.owner.as_deref() == Some(lineage.as_str())
+            || state.resources.get(addr).is_some_and(|s| s.id == l.id)
     };
 
     let mut changes = Vec::new();
@@ -197,15 +218,29 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
         let recorded = state.resources.get(&d.address);
         match live_by_addr.get(&d.address) {
             Some(l) if !owned(&d.address, l) => errors.push(
-                Diag::error("plan::not_owned", format!("{} already exists in {} and is not managed by this stack", d.address, l.provider))
-                    .at(d.origin.clone(), "declared here")
-                    .help(format!("to manage it, run: cairn import {} {}", d.address, l.id)),
+                Diag::error(
+                    "plan::not_owned",
+                    format!(
+                        "{} already exists in {} and is not managed by this stack",
+                        d.address, l.provider
+                    ),
+                )
+                .at(d.origin.clone(), "declared here")
+                .help(format!(
+                    "to manage it, run: cairn import {} {}",
+                    d.address, l.id
+                )),
             ),
             Some(l) => {
                 if recorded.is_none() {
                     fixes.push(StateFix::Record {
                         address: d.address.clone(),
-                        resource: StateResource { provider: l.provider, id: l.id.clone(), attrs: l.attrs.clone(), depends_on: deps.clone() },
+                        resource: Box::new(StateResource {
+                            provider: l.provider,
+                            id: l.id.clone(),
+                            attrs: l.attrs.clone(),
+                            depends_on: deps.clone(),
+                        }),
                         reason: "created by an interrupted apply".into(),
                     });
                 }
@@ -216,7 +251,10 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                 let drift = recorded.is_some_and(|r| r.attrs == d.attrs);
                 let (action, reason) = match l.attrs.forces_replacement(&d.attrs) {
                     Some(attr) => (Action::Replace, Some(format!("{attr} forces replacement"))),
-                    None => (Action::Update, drift.then(|| "changed outside cairn".to_string())),
+                    None => (
+                        Action::Update,
+                        drift.then(|| "changed outside cairn".to_string()),
+                    ),
                 };
                 changes.push(PlannedChange {
                     address: d.address.clone(),
@@ -251,14 +289,25 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
         }
         match live_by_addr.get(addr) {
             Some(l) if l.id == r.id => changes.push(delete(addr, l, r.depends_on.clone(), None)),
-            _ => fixes.push(StateFix::Forget { address: addr.clone(), reason: "no longer exists".into() }),
+            _ => fixes.push(StateFix::Forget {
+                address: addr.clone(),
+                reason: "no longer exists".into(),
+            }),
         }
     }
     // Ours (by marker) yet neither declared nor recorded: left by an interrupted apply.
     for l in live {
         let addr = l.address();
-        if l.owner.as_deref() == Some(lineage.as_str()) && !desired_set.contains(&addr) && !state.resources.contains_key(&addr) {
-            changes.push(delete(&addr, l, Vec::new(), Some("left over by an interrupted apply".into())));
+        if l.owner.as_deref() == Some(lineage.as_str())
+            && !desired_set.contains(&addr)
+            && !state.resources.contains_key(&addr)
+        {
+            changes.push(delete(
+                &addr,
+                l,
+                Vec::new(),
+                Some("left over by an interrupted apply".into()),
+            ));
         }
     }
     if !errors.is_empty() {
@@ -269,7 +318,11 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
         apply_filter(filter, desired, state, &mut changes, &mut fixes);
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));
-    let mut summary = Summary { unchanged, state_fixes: fixes.len(), ..Summary::default() };
+    let mut summary = Summary {
+        unchanged,
+        state_fixes: fixes.len(),
+        ..Summary::default()
+    };
     for c in &changes {
         match c.action {
             Action::Create => summary.create += 1,
@@ -296,7 +349,12 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
     })
 }
 
-fn delete(addr: &Address, l: &LiveResource, depends_on: Vec<Address>, reason: Option<String>) -> PlannedChange {
+fn delete(
+    addr: &Address,
+    l: &LiveResource,
+    depends_on: Vec<Address>,
+    reason: Option<String>,
+) -> PlannedChange {
     PlannedChange {
         address: addr.clone(),
         provider: l.provider,
@@ -310,19 +368,36 @@ fn delete(addr: &Address, l: &LiveResource, depends_on: Vec<Address>, reason: Op
     }
 }
 
-fn apply_filter(filter: &Filter, desired: &[Desired], state: &State, changes: &mut Vec<PlannedChange>, fixes: &mut Vec<StateFix>) {
+fn apply_filter(
+    filter: &Filter,
+    desired: &[Desired],
+    state: &State,
+    changes: &mut Vec<PlannedChange>,
+    fixes: &mut Vec<StateFix>,
+) {
     let mut deps: HashMap<&Address, Vec<&Address>> = HashMap::new();
     for (a, r) in &state.resources {
         deps.insert(a, r.depends_on.iter().collect());
     }
     for d in desired {
-        deps.insert(&d.address, d.depends_on.iter().map(|x| &x.address).collect());
+        deps.insert(
+            &d.address,
+            d.depends_on.iter().map(|x| &x.address).collect(),
+        );
     }
-    let all: Vec<&Address> = changes.iter().map(|c| &c.address).chain(fixes.iter().map(StateFix::address)).collect();
+    let all: Vec<&Address> = changes
+        .iter()
+        .map(|c| &c.address)
+        .chain(fixes.iter().map(StateFix::address))
+        .collect();
     let mut keep: BTreeSet<Address> = all.iter().map(|a| (*a).clone()).collect();
     if !filter.targets.is_empty() {
         // Targets plus everything they (transitively) depend on.
-        let mut stack: Vec<&Address> = all.iter().copied().filter(|a| Filter::matches(&filter.targets, a)).collect();
+        let mut stack: Vec<&Address> = all
+            .iter()
+            .copied()
+            .filter(|a| Filter::matches(&filter.targets, a))
+            .collect();
         let mut reach: HashSet<&Address> = HashSet::new();
         while let Some(a) = stack.pop() {
             if reach.insert(a) {
@@ -339,7 +414,12 @@ fn apply_filter(filter: &Filter, desired: &[Desired], state: &State, changes: &m
                 dependents.entry(*d).or_default().push(a);
             }
         }
-        let mut stack: Vec<&Address> = deps.keys().copied().chain(all.iter().copied()).filter(|a| Filter::matches(&filter.excludes, a)).collect();
+        let mut stack: Vec<&Address> = deps
+            .keys()
+            .copied()
+            .chain(all.iter().copied())
+            .filter(|a| Filter::matches(&filter.excludes, a))
+            .collect();
         let mut gone: HashSet<&Address> = HashSet::new();
         while let Some(a) = stack.pop() {
             if gone.insert(a) {
@@ -359,7 +439,11 @@ pub fn attr_diff(before: &Attrs, after: &Attrs) -> Vec<AttrDiff> {
     let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
     keys.into_iter()
         .filter(|k| b.get(*k) != a.get(*k))
-        .map(|k| AttrDiff { path: k.clone(), before: b.get(k).cloned(), after: a.get(k).cloned() })
+        .map(|k| AttrDiff {
+            path: k.clone(),
+            before: b.get(k).cloned(),
+            after: a.get(k).cloned(),
+        })
         .collect()
 }
 
@@ -368,7 +452,11 @@ pub fn flatten(attrs: &Attrs) -> BTreeMap<String, Value> {
         match v {
             Value::Object(m) => {
                 for (k, v) in m {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(&p, v, out);
                 }
             }
@@ -413,10 +501,12 @@ fn config_digest(stack: &Stack) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Terminal rendering in the style users know from Terraform.
@@ -433,7 +523,12 @@ pub fn render(plan: &Plan, color: bool) -> String {
     let bold = console::Style::new().force_styling(color).bold();
     let mut out = String::new();
     if !plan.has_changes() {
-        let _ = writeln!(out, "{} Live resources match the configuration ({} unchanged).", bold.apply_to("No changes."), plan.summary.unchanged);
+        let _ = writeln!(
+            out,
+            "{} Live resources match the configuration ({} unchanged).",
+            bold.apply_to("No changes."),
+            plan.summary.unchanged
+        );
         return out;
     }
     if !plan.changes.is_empty() {
@@ -441,9 +536,24 @@ pub fn render(plan: &Plan, color: bool) -> String {
     }
     for c in &plan.changes {
         let st = style(c.action);
-        let why = c.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
-        let _ = writeln!(out, "\n  # {} {}{why}", bold.apply_to(&c.address), c.action.phrase());
-        let _ = writeln!(out, "{} {} ({})", st.apply_to(format!("{:>3}", c.action.symbol())), c.address, c.provider);
+        let why = c
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n  # {} {}{why}",
+            bold.apply_to(&c.address),
+            c.action.phrase()
+        );
+        let _ = writeln!(
+            out,
+            "{} {} ({})",
+            st.apply_to(format!("{:>3}", c.action.symbol())),
+            c.address,
+            c.provider
+        );
         match c.action {
             Action::Create => {
                 let attrs = c.after.as_ref().map(flatten).unwrap_or_default();
@@ -461,7 +571,17 @@ pub fn render(plan: &Plan, color: bool) -> String {
                         (Some(b), None) => ("-", format!("{b} -> null")),
                         (None, None) => continue,
                     };
-                    let _ = writeln!(out, "        {} {:<width$} = {text}", style(match sym { "+" => Action::Create, "-" => Action::Delete, _ => Action::Update }).apply_to(sym), d.path);
+                    let _ = writeln!(
+                        out,
+                        "        {} {:<width$} = {text}",
+                        style(match sym {
+                            "+" => Action::Create,
+                            "-" => Action::Delete,
+                            _ => Action::Update,
+                        })
+                        .apply_to(sym),
+                        d.path
+                    );
                 }
             }
             Action::Delete => {}
@@ -471,8 +591,15 @@ pub fn render(plan: &Plan, color: bool) -> String {
         out.push_str("\nState only (no cloud changes):\n");
         for f in &plan.state_fixes {
             let _ = match f {
-                StateFix::Record { address, reason, .. } => writeln!(out, "  # {address} exists ({reason}): it will be recorded in state"),
-                StateFix::Forget { address, reason } => writeln!(out, "  # {address} {reason}: it will be removed from state"),
+                StateFix::Record {
+                    address, reason, ..
+                } => writeln!(
+                    out,
+                    "  # {address} exists ({reason}): it will be recorded in state"
+                ),
+                StateFix::Forget { address, reason } => {
+                    writeln!(out, "  # {address} {reason}: it will be removed from state")
+                }
             };
         }
     }

@@ -21,7 +21,10 @@ const RESOURCES_PER_GROUP: usize = 100;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("generate") {
-        let n: usize = args.get(1).and_then(|s| s.parse().ok()).expect("usage: cairn-bench generate N DIR");
+        let n: usize = args
+            .get(1)
+            .and_then(|s| s.parse().ok())
+            .expect("usage: cairn-bench generate N DIR");
         let dir = PathBuf::from(args.get(2).expect("usage: cairn-bench generate N DIR"));
         generate(n, &dir);
         return;
@@ -32,7 +35,10 @@ fn main() {
     while i < args.len() {
         match args[i].as_str() {
             "--sizes" => {
-                sizes = args[i + 1].split(',').map(|s| s.parse().expect("sizes are numbers")).collect();
+                sizes = args[i + 1]
+                    .split(',')
+                    .map(|s| s.parse().expect("sizes are numbers"))
+                    .collect();
                 i += 1;
             }
             "--runs" => {
@@ -43,8 +49,13 @@ fn main() {
         }
         i += 1;
     }
-    let cairn = std::env::current_exe().expect("own path").with_file_name("cairn");
-    assert!(cairn.exists(), "build the cairn binary first: cargo build --release");
+    let cairn = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("cairn");
+    assert!(
+        cairn.exists(),
+        "build the cairn binary first: cargo build --release"
+    );
     let mut table = String::from(
         "| resources | apply (create all) | no-op plan: wall | no-op plan: peak RSS | 1% drift plan: wall | 1% drift plan: peak RSS | sandbox API calls (plan) |\n|---:|---:|---:|---:|---:|---:|---:|\n",
     );
@@ -53,9 +64,13 @@ fn main() {
         let dir = tmp.path().join("stack");
         generate(n, &dir);
         let apply = run(&cairn, &["apply", "--auto-approve", "--json"], &dir, 0);
-        let noop: Vec<Measure> = (0..runs).map(|_| run(&cairn, &["plan", "--detailed-exitcode", "--json"], &dir, 0)).collect();
+        let noop: Vec<Measure> = (0..runs)
+            .map(|_| run(&cairn, &["plan", "--detailed-exitcode", "--json"], &dir, 0))
+            .collect();
         drift(&dir.join(".cairn/sandbox"), n / 100);
-        let drifted: Vec<Measure> = (0..runs).map(|_| run(&cairn, &["plan", "--detailed-exitcode", "--json"], &dir, 2)).collect();
+        let drifted: Vec<Measure> = (0..runs)
+            .map(|_| run(&cairn, &["plan", "--detailed-exitcode", "--json"], &dir, 2))
+            .collect();
         let calls = api_calls_of_plan(&cairn, &dir);
         let _ = writeln!(
             table,
@@ -69,7 +84,9 @@ fn main() {
         eprintln!("{n}: done");
     }
     println!("{table}");
-    println!("Medians of {runs} runs per figure; 1% drift = TTL changed out of band on 1% of the records.");
+    println!(
+        "Medians of {runs} runs per figure; 1% drift = TTL changed out of band on 1% of the records."
+    );
 }
 
 struct Measure {
@@ -80,7 +97,15 @@ struct Measure {
 /// Runs `cairn ARGS DIR` and returns its wall time and peak RSS (from wait4).
 fn run(cairn: &Path, args: &[&str], dir: &Path, expect_code: i32) -> Measure {
     let start = Instant::now();
-    let child = Command::new(cairn).args(args).arg(dir).stdout(Stdio::null()).stderr(Stdio::piped()).env("NO_COLOR", "1").spawn().expect("spawn cairn");
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reports its rusage
+    let child = Command::new(cairn)
+        .args(args)
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("NO_COLOR", "1")
+        .spawn()
+        .expect("spawn cairn");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data, zero-initialised, filled by the kernel for our child.
@@ -97,13 +122,22 @@ fn run(cairn: &Path, args: &[&str], dir: &Path, expect_code: i32) -> Measure {
         }
         panic!("cairn {args:?} exited {code} (expected {expect_code}): {err}");
     }
-    Measure { wall, peak_kib: usage.ru_maxrss }
+    Measure {
+        wall,
+        peak_kib: usage.ru_maxrss,
+    }
 }
 
 fn api_calls_of_plan(cairn: &Path, dir: &Path) -> String {
-    let out = Command::new(cairn).args(["plan", "--json"]).arg(dir).output().expect("plan");
+    let out = Command::new(cairn)
+        .args(["plan", "--json"])
+        .arg(dir)
+        .output()
+        .expect("plan");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["api_calls"].as_u64().map_or("?".into(), |n| n.to_string())
+    v["api_calls"]
+        .as_u64()
+        .map_or("?".into(), |n| n.to_string())
 }
 
 fn median(ms: &[Measure], f: impl Fn(&Measure) -> f64) -> f64 {
@@ -116,7 +150,11 @@ fn median(ms: &[Measure], f: impl Fn(&Measure) -> f64) -> f64 {
 fn drift(sandbox_dir: &Path, count: usize) {
     let sb = Sandbox::open(sandbox_dir, Cloud::ALL).expect("open sandbox");
     sb.call(|cloud| {
-        let records: Vec<_> = cloud.objects.iter().filter(|(_, o)| matches!(o.attrs, Attrs::Record(_))).collect();
+        let records: Vec<_> = cloud
+            .objects
+            .iter()
+            .filter(|(_, o)| matches!(o.attrs, Attrs::Record(_)))
+            .collect();
         let step = (records.len() / count.max(1)).max(1);
         let ops = records
             .iter()
@@ -127,7 +165,10 @@ fn drift(sandbox_dir: &Path, count: usize) {
                 if let Attrs::Record(r) = &mut o.attrs {
                     r.ttl += 1;
                 }
-                SandboxOp::Put { id: (*id).clone(), object: o }
+                SandboxOp::Put {
+                    id: (*id).clone(),
+                    object: Box::new(o),
+                }
             })
             .collect();
         (ops, ())
@@ -157,13 +198,27 @@ pub fn generate(n: usize, dir: &Path) {
     }
     std::fs::write(dir.join("services.toml"), &s).expect("write services");
     for z in 0..zones {
-        let mut s = format!("[[zone]]\nname = \"z{z}.bench.example\"\ncloud = \"{}\"\n\n", clouds[z % 3]);
+        let mut s = format!(
+            "[[zone]]\nname = \"z{z}.bench.example\"\ncloud = \"{}\"\n\n",
+            clouds[z % 3]
+        );
         let first = z * RECORDS_PER_ZONE;
         for r in first..(first + RECORDS_PER_ZONE).min(records) {
             if r % 10 == 0 {
-                let _ = write!(s, "[[record]]\nzone = \"z{z}.bench.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = 60\ntarget = \"svc{g}@{c}/region-{rg}\"\n\n", g = r % groups, c = clouds[(r % groups) % 3], rg = (r % groups) % 7);
+                let _ = write!(
+                    s,
+                    "[[record]]\nzone = \"z{z}.bench.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = 60\ntarget = \"svc{g}@{c}/region-{rg}\"\n\n",
+                    g = r % groups,
+                    c = clouds[(r % groups) % 3],
+                    rg = (r % groups) % 7
+                );
             } else {
-                let _ = write!(s, "[[record]]\nzone = \"z{z}.bench.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = 300\nvalues = [\"192.0.{}.{}\"]\n\n", (r / 250) % 256, r % 250 + 1);
+                let _ = write!(
+                    s,
+                    "[[record]]\nzone = \"z{z}.bench.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = 300\nvalues = [\"192.0.{}.{}\"]\n\n",
+                    (r / 250) % 256,
+                    r % 250 + 1
+                );
             }
         }
         std::fs::write(dir.join(format!("zone{z}.toml")), s).expect("write zone");

@@ -41,19 +41,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a stack's files: syntax, types, values, references, duplicates and cycles.
-    #[command(after_help = "Every error is reported at once, with file:line:col. Exit code 1 when there are errors.")]
+    #[command(
+        after_help = "Every error is reported at once, with file:line:col. Exit code 1 when there are errors."
+    )]
     Validate(StackArgs),
 
     /// Show what apply would change, without changing anything.
-    #[command(after_help = "Symbols: + create, ~ update in place, -/+ replace, - destroy.\n\
+    #[command(
+        after_help = "Symbols: + create, ~ update in place, -/+ replace, - destroy.\n\
 Save a plan with --out and apply exactly it later with `cairn apply FILE`; it is refused if the state or \
 the live resources changed in between.\n\
-Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes pending (--detailed-exitcode).")]
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes pending (--detailed-exitcode)."
+    )]
     Plan(PlanArgs),
 
     /// Apply a stack (or a saved plan file) to the live clouds.
-    #[command(after_help = "Asks for confirmation unless --auto-approve. Every completed change is recorded at once, \
-so an interrupted apply loses nothing: run it again and it converges.")]
+    #[command(
+        after_help = "Asks for confirmation unless --auto-approve. Every completed change is recorded at once, \
+so an interrupted apply loses nothing: run it again and it converges."
+    )]
     Apply(ApplyArgs),
 
     /// Destroy every resource the stack manages.
@@ -70,9 +76,11 @@ so an interrupted apply loses nothing: run it again and it converges.")]
     State(StateCommand),
 
     /// Adopt an existing live resource into the stack's state.
-    #[command(after_help = "Example: cairn import record.shop.example.com/www/A aws/record.shop.example.com/www/A\n\
+    #[command(
+        after_help = "Example: cairn import record.shop.example.com/www/A aws/record.shop.example.com/www/A\n\
 The ID is the provider's identifier (`cairn sandbox list` shows sandbox IDs). The resource should also be \
-declared in the stack, or the next apply deletes it.")]
+declared in the stack, or the next apply deletes it."
+    )]
     Import(ImportArgs),
 
     /// Change the embedded sandbox cloud behind cairn's back (to see and test drift).
@@ -83,9 +91,7 @@ declared in the stack, or the next apply deletes it.")]
     Schema,
 
     /// Print shell completions: `cairn completions bash > /etc/bash_completion.d/cairn`.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args, Clone)]

@@ -49,9 +49,13 @@ impl From<StateError> for Failure {
     fn from(e: StateError) -> Self {
         let d = match &e {
             StateError::Lock(LockError::Held { holder, waited }) => {
-                let mut d = Diag::error("state::locked", format!("the state is locked by {holder}"));
+                let mut d =
+                    Diag::error("state::locked", format!("the state is locked by {holder}"));
                 d = match waited {
-                    Some(w) => d.help(format!("waited {}; try again when it finishes", humantime::format_duration(*w))),
+                    Some(w) => d.help(format!(
+                        "waited {}; try again when it finishes",
+                        humantime::format_duration(*w)
+                    )),
                     None => d.help("wait for it to finish, or pass --lock-timeout 5m to wait"),
                 };
                 d
@@ -156,9 +160,12 @@ fn validate(a: &StackArgs, ui: &Ui) -> CmdResult {
 fn state_dir(stack: &Stack) -> Result<PathBuf, Failure> {
     match &stack.backend {
         Backend::Local { dir } => Ok(LocalState::dir_for(dir, &stack.environment)),
-        Backend::Postgres { .. } => Err(Diag::error("state::backend", "the postgres backend is not available in this version of cairn")
-            .help("use [backend] kind = \"local\" (the default) for now")
-            .into()),
+        Backend::Postgres { .. } => Err(Diag::error(
+            "state::backend",
+            "the postgres backend is not available in this version of cairn",
+        )
+        .help("use [backend] kind = \"local\" (the default) for now")
+        .into()),
     }
 }
 
@@ -167,7 +174,10 @@ fn target_of(stack: &Stack) -> Result<plan::Target, Failure> {
         stack_dir: absolute(&stack.dir),
         state_dir: absolute(&state_dir(stack)?),
         sandbox_dir: absolute(&stack.providers.sandbox_dir),
-        clouds: Cloud::ALL.iter().map(|c| (*c, stack.providers.for_cloud(*c).kind)).collect(),
+        clouds: Cloud::ALL
+            .iter()
+            .map(|c| (*c, stack.providers.for_cloud(*c).kind))
+            .collect(),
         scope: scope_of(stack),
     })
 }
@@ -178,27 +188,59 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// The providers serving the target's clouds. Real clouds are validated but not yet served.
 fn providers(target: &plan::Target) -> Result<ProviderSet, Failure> {
-    let sandbox_clouds: Vec<Cloud> = target.clouds.iter().filter(|(_, k)| **k == ProviderKind::Sandbox).map(|(c, _)| *c).collect();
-    if let Some((cloud, _)) = target.clouds.iter().find(|(_, k)| **k != ProviderKind::Sandbox) {
-        return Err(Diag::error("provider::unavailable", format!("the {cloud} provider is not available in this version of cairn"))
-            .help(format!("remove [provider.{cloud}] to run {cloud} resources on the embedded sandbox"))
-            .into());
+    let sandbox_clouds: Vec<Cloud> = target
+        .clouds
+        .iter()
+        .filter(|(_, k)| **k == ProviderKind::Sandbox)
+        .map(|(c, _)| *c)
+        .collect();
+    if let Some((cloud, _)) = target
+        .clouds
+        .iter()
+        .find(|(_, k)| **k != ProviderKind::Sandbox)
+    {
+        return Err(Diag::error(
+            "provider::unavailable",
+            format!("the {cloud} provider is not available in this version of cairn"),
+        )
+        .help(format!(
+            "remove [provider.{cloud}] to run {cloud} resources on the embedded sandbox"
+        ))
+        .into());
     }
-    let sandbox = Sandbox::open(&target.sandbox_dir, sandbox_clouds)
-        .map_err(|e| Diag::error("provider::sandbox", format!("cannot open the sandbox at `{}`: {e}", target.sandbox_dir.display())))?;
+    let sandbox = Sandbox::open(&target.sandbox_dir, sandbox_clouds).map_err(|e| {
+        Diag::error(
+            "provider::sandbox",
+            format!(
+                "cannot open the sandbox at `{}`: {e}",
+                target.sandbox_dir.display()
+            ),
+        )
+    })?;
     let mut set = ProviderSet::default();
-    set.by_kind.insert(ProviderKind::Sandbox, Arc::new(sandbox) as Arc<dyn Provider>);
+    set.by_kind.insert(
+        ProviderKind::Sandbox,
+        Arc::new(sandbox) as Arc<dyn Provider>,
+    );
     Ok(set)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime")
 }
 
 async fn refresh(providers: &ProviderSet, scope: &Scope) -> Result<Vec<LiveResource>, Failure> {
     let mut live = Vec::new();
     for (kind, p) in &providers.by_kind {
-        let mut part = p.refresh(scope).await.map_err(|e| Diag::error("provider::refresh", format!("refreshing {kind:?} failed: {e}")))?;
+        let mut part = p.refresh(scope).await.map_err(|e| {
+            Diag::error(
+                "provider::refresh",
+                format!("refreshing {kind:?} failed: {e}"),
+            )
+        })?;
         live.append(&mut part);
     }
     Ok(live)
@@ -223,18 +265,31 @@ struct Planned {
     providers: ProviderSet,
 }
 
-fn make_plan(stack: &Stack, filter: &FilterArgs, lock: &LockArgs, destroy: bool, command: &str, rt: &tokio::runtime::Runtime) -> Result<Planned, Failure> {
+fn make_plan(
+    stack: &Stack,
+    filter: &FilterArgs,
+    lock: &LockArgs,
+    destroy: bool,
+    command: &str,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Planned, Failure> {
     let target = target_of(stack)?;
     let state_lock = LocalState::lock(&target.state_dir, command, lock.lock_timeout)?;
     // Under the lock, read the state while the providers refresh.
     let (state, refreshed) = std::thread::scope(|s| {
         let state = s.spawn(|| LocalState::open_with(&target.state_dir, state_lock));
-        let refreshed = providers(&target).and_then(|p| rt.block_on(refresh(&p, &target.scope)).map(|live| (p, live)));
+        let refreshed = providers(&target).and_then(|p| {
+            rt.block_on(refresh(&p, &target.scope))
+                .map(|live| (p, live))
+        });
         (state.join().expect("state reader panicked"), refreshed)
     });
     let state = state?;
     let (providers, live) = refreshed?;
-    let filter = Filter { targets: filter.target.clone(), excludes: filter.exclude.clone() };
+    let filter = Filter {
+        targets: filter.target.clone(),
+        excludes: filter.exclude.clone(),
+    };
     for pattern in filter.targets.iter().chain(&filter.excludes) {
         if pattern.trim_end_matches('*').parse::<Address>().is_err() && !pattern.ends_with('*') {
             return Err(Diag::error("cli::address", format!("`{pattern}` is not an address"))
@@ -251,16 +306,27 @@ fn make_plan(stack: &Stack, filter: &FilterArgs, lock: &LockArgs, destroy: bool,
         filter: &filter,
         target,
     })?;
-    Ok(Planned { plan, state, providers })
+    Ok(Planned {
+        plan,
+        state,
+        providers,
+    })
 }
 
 fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
     let (stack, _) = load(&a.stack, ui)?;
     let rt = runtime();
-    let Planned { plan, providers, .. } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt)?;
+    let Planned {
+        plan, providers, ..
+    } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt)?;
     if let Some(out) = &a.out {
         let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
-        std::fs::write(out, body).map_err(|e| Diag::error("plan::write", format!("cannot write `{}`: {e}", out.display())))?;
+        std::fs::write(out, body).map_err(|e| {
+            Diag::error(
+                "plan::write",
+                format!("cannot write `{}`: {e}", out.display()),
+            )
+        })?;
     }
     if ui.json {
         // The plan document, plus how many API calls computing it took.
@@ -270,10 +336,18 @@ fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
     } else {
         print!("{}", plan::render(&plan, ui.color_out));
         if let Some(out) = &a.out {
-            println!("\nSaved the plan to {}. Apply exactly this plan with:\n  cairn apply {}", out.display(), out.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with:\n  cairn apply {}",
+                out.display(),
+                out.display()
+            );
         }
     }
-    Ok(if a.detailed_exitcode && plan.has_changes() { EXIT_CHANGES } else { EXIT_OK })
+    Ok(if a.detailed_exitcode && plan.has_changes() {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
 }
 
 fn apply_cmd(a: ApplyArgs, ui: &Ui) -> CmdResult {
@@ -283,25 +357,62 @@ fn apply_cmd(a: ApplyArgs, ui: &Ui) -> CmdResult {
         }
         return apply_saved(&a.path, a.lock.lock_timeout, a.parallelism as usize, ui);
     }
-    let stack_args = StackArgs { dir: a.path.clone(), env: a.env.clone() };
-    run_apply(&stack_args, &a.filter, &a.lock, false, a.auto_approve, a.parallelism as usize, ui)
+    let stack_args = StackArgs {
+        dir: a.path.clone(),
+        env: a.env.clone(),
+    };
+    run_apply(
+        &stack_args,
+        &a.filter,
+        &a.lock,
+        false,
+        a.auto_approve,
+        a.parallelism as usize,
+        ui,
+    )
 }
 
 fn destroy_cmd(a: DestroyArgs, ui: &Ui) -> CmdResult {
-    run_apply(&a.stack, &a.filter, &a.lock, true, a.auto_approve, a.parallelism as usize, ui)
+    run_apply(
+        &a.stack,
+        &a.filter,
+        &a.lock,
+        true,
+        a.auto_approve,
+        a.parallelism as usize,
+        ui,
+    )
 }
 
-fn run_apply(s: &StackArgs, filter: &FilterArgs, lock: &LockArgs, destroy: bool, auto_approve: bool, parallelism: usize, ui: &Ui) -> CmdResult {
+fn run_apply(
+    s: &StackArgs,
+    filter: &FilterArgs,
+    lock: &LockArgs,
+    destroy: bool,
+    auto_approve: bool,
+    parallelism: usize,
+    ui: &Ui,
+) -> CmdResult {
     let (stack, _) = load(s, ui)?;
     let rt = runtime();
-    let command = if destroy { "cairn destroy" } else { "cairn apply" };
-    let Planned { plan, mut state, providers } = make_plan(&stack, filter, lock, destroy, command, &rt)?;
+    let command = if destroy {
+        "cairn destroy"
+    } else {
+        "cairn apply"
+    };
+    let Planned {
+        plan,
+        mut state,
+        providers,
+    } = make_plan(&stack, filter, lock, destroy, command, &rt)?;
     if !ui.json {
         print!("{}", plan::render(&plan, ui.color_out));
     }
     if !plan.has_changes() {
         if ui.json {
-            ui.print_json(&serde_json::json!({ "plan": plan.summary, "outcome": Outcome::default() }));
+            ui.print_json(
+                &serde_json::json!({ "plan": plan.summary, "outcome": Outcome::default() }),
+            );
         }
         return Ok(EXIT_OK);
     }
@@ -312,7 +423,14 @@ fn run_apply(s: &StackArgs, filter: &FilterArgs, lock: &LockArgs, destroy: bool,
     execute(&plan, &providers, &mut state, parallelism, ui, &rt)
 }
 
-fn execute(plan: &Plan, providers: &ProviderSet, state: &mut LocalState, parallelism: usize, ui: &Ui, rt: &tokio::runtime::Runtime) -> CmdResult {
+fn execute(
+    plan: &Plan,
+    providers: &ProviderSet,
+    state: &mut LocalState,
+    parallelism: usize,
+    ui: &Ui,
+    rt: &tokio::runtime::Runtime,
+) -> CmdResult {
     let progress = TerminalProgress::new(ui, plan.changes.len());
     let outcome = rt.block_on(apply::apply(plan, providers, state, parallelism, &progress))?;
     let ok = outcome.failed.is_empty() && outcome.skipped.is_empty();
@@ -331,37 +449,78 @@ fn execute(plan: &Plan, providers: &ProviderSet, state: &mut LocalState, paralle
 
 fn confirm(destroy: bool) -> Result<bool, Failure> {
     let mut stdout = std::io::stdout();
-    let what = if destroy { "destroy every resource listed above" } else { "perform the actions described above" };
-    let _ = write!(stdout, "\nDo you want to continue? cairn will {what}.\n  Only 'yes' will be accepted: ");
+    let what = if destroy {
+        "destroy every resource listed above"
+    } else {
+        "perform the actions described above"
+    };
+    let _ = write!(
+        stdout,
+        "\nDo you want to continue? cairn will {what}.\n  Only 'yes' will be accepted: "
+    );
     let _ = stdout.flush();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| Diag::error("cli::input", format!("cannot read the answer: {e}")))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Diag::error("cli::input", format!("cannot read the answer: {e}")))?;
     if line.is_empty() && !std::io::stdin().is_terminal() {
         println!();
-        return Err(Diag::error("cli::input", "no answer: input is not a terminal").help("pass --auto-approve to apply without asking").into());
+        return Err(
+            Diag::error("cli::input", "no answer: input is not a terminal")
+                .help("pass --auto-approve to apply without asking")
+                .into(),
+        );
     }
     Ok(line.trim() == "yes")
 }
 
 fn apply_saved(path: &Path, lock_timeout: Duration, parallelism: usize, ui: &Ui) -> CmdResult {
-    let text = std::fs::read_to_string(path).map_err(|e| Diag::error("plan::read", format!("cannot read `{}`: {e}", path.display())))?;
-    let plan: Plan = serde_json::from_str(&text)
-        .map_err(|e| Diag::error("plan::read", format!("`{}` is not a cairn plan file: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diag::error(
+            "plan::read",
+            format!("cannot read `{}`: {e}", path.display()),
+        )
+    })?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        Diag::error(
+            "plan::read",
+            format!("`{}` is not a cairn plan file: {e}", path.display()),
+        )
+    })?;
     if plan.format_version != plan::FORMAT_VERSION {
-        return Err(Diag::error("plan::version", format!("plan format {} is not supported (this cairn reads {})", plan.format_version, plan::FORMAT_VERSION)).into());
+        return Err(Diag::error(
+            "plan::version",
+            format!(
+                "plan format {} is not supported (this cairn reads {})",
+                plan.format_version,
+                plan::FORMAT_VERSION
+            ),
+        )
+        .into());
     }
-    let mut state = LocalState::open_locked(&plan.target.state_dir, "cairn apply (saved plan)", lock_timeout)?;
+    let mut state = LocalState::open_locked(
+        &plan.target.state_dir,
+        "cairn apply (saved plan)",
+        lock_timeout,
+    )?;
     let stale = |why: String| -> Failure {
         Diag::error("plan::stale", format!("the saved plan is stale: {why}"))
             .help("nothing was changed; run `cairn plan --out FILE` again and review the new plan")
             .into()
     };
     if state.serial() != plan.state_serial {
-        return Err(stale(format!("the state changed since it was made (serial {} then, {} now)", plan.state_serial, state.serial())));
+        return Err(stale(format!(
+            "the state changed since it was made (serial {} then, {} now)",
+            plan.state_serial,
+            state.serial()
+        )));
     }
     let lineage_now = &state.state().lineage;
     if !lineage_now.is_empty() && *lineage_now != plan.lineage {
-        return Err(stale("it was made for a different state (lineage differs)".into()));
+        return Err(stale(
+            "it was made for a different state (lineage differs)".into(),
+        ));
     }
     let providers = providers(&plan.target)?;
     let rt = runtime();
@@ -380,8 +539,14 @@ fn apply_saved(path: &Path, lock_timeout: Duration, parallelism: usize, ui: &Ui)
 
 fn show(a: &ShowArgs, ui: &Ui) -> CmdResult {
     if a.path.is_file() {
-        let text = std::fs::read_to_string(&a.path).map_err(|e| Diag::error("plan::read", format!("cannot read `{}`: {e}", a.path.display())))?;
-        let plan: Plan = serde_json::from_str(&text).map_err(|e| Diag::error("plan::read", format!("not a cairn plan file: {e}")))?;
+        let text = std::fs::read_to_string(&a.path).map_err(|e| {
+            Diag::error(
+                "plan::read",
+                format!("cannot read `{}`: {e}", a.path.display()),
+            )
+        })?;
+        let plan: Plan = serde_json::from_str(&text)
+            .map_err(|e| Diag::error("plan::read", format!("not a cairn plan file: {e}")))?;
         if ui.json {
             ui.print_json(&plan);
         } else {
@@ -389,12 +554,21 @@ fn show(a: &ShowArgs, ui: &Ui) -> CmdResult {
         }
         return Ok(EXIT_OK);
     }
-    let (stack, _) = load(&StackArgs { dir: a.path.clone(), env: a.env.clone() }, ui)?;
+    let (stack, _) = load(
+        &StackArgs {
+            dir: a.path.clone(),
+            env: a.env.clone(),
+        },
+        ui,
+    )?;
     let st = LocalState::open_read(&state_dir(&stack)?)?;
     if ui.json {
         ui.print_json(&st);
     } else if st.resources.is_empty() {
-        println!("The state is empty: nothing has been applied for `{}` ({}).", stack.name, stack.environment);
+        println!(
+            "The state is empty: nothing has been applied for `{}` ({}).",
+            stack.name, stack.environment
+        );
     } else {
         for (addr, r) in &st.resources {
             println!("# {addr} ({}, id {})", r.provider, r.id);
@@ -423,9 +597,14 @@ fn state_cmd(c: StateCommand, ui: &Ui) -> CmdResult {
         }
         StateCommand::Show { address, stack: a } => {
             let (stack, _) = load(&a, ui)?;
-            let addr: Address = address.parse().map_err(|e: String| Diag::error("cli::address", e))?;
+            let addr: Address = address
+                .parse()
+                .map_err(|e: String| Diag::error("cli::address", e))?;
             let st = LocalState::open_read(&state_dir(&stack)?)?;
-            let r = st.resources.get(&addr).ok_or_else(|| Diag::error("state::missing", format!("{addr} is not in state")).help("`cairn state list` shows what is"))?;
+            let r = st.resources.get(&addr).ok_or_else(|| {
+                Diag::error("state::missing", format!("{addr} is not in state"))
+                    .help("`cairn state list` shows what is")
+            })?;
             if ui.json {
                 ui.print_json(r);
             } else {
@@ -436,24 +615,47 @@ fn state_cmd(c: StateCommand, ui: &Ui) -> CmdResult {
             }
             Ok(EXIT_OK)
         }
-        StateCommand::Rm { addresses, dir, env, lock } => {
+        StateCommand::Rm {
+            addresses,
+            dir,
+            env,
+            lock,
+        } => {
             let (stack, _) = load(&StackArgs { dir, env }, ui)?;
             let target = target_of(&stack)?;
-            let mut state = LocalState::open_locked(&target.state_dir, "cairn state rm", lock.lock_timeout)?;
+            let mut state =
+                LocalState::open_locked(&target.state_dir, "cairn state rm", lock.lock_timeout)?;
             let providers = providers(&target)?;
             let rt = runtime();
             let mut removed = Vec::new();
             for a in &addresses {
-                let addr: Address = a.parse().map_err(|e: String| Diag::error("cli::address", e))?;
-                let r = state.state().resources.get(&addr).cloned().ok_or_else(|| Diag::error("state::missing", format!("{addr} is not in state")))?;
+                let addr: Address = a
+                    .parse()
+                    .map_err(|e: String| Diag::error("cli::address", e))?;
+                let r = state.state().resources.get(&addr).cloned().ok_or_else(|| {
+                    Diag::error("state::missing", format!("{addr} is not in state"))
+                })?;
                 // Clear the ownership marker, or the next plan would treat it as a leftover to delete.
                 if let Some(p) = providers.get(r.provider.kind) {
-                    let change = crate::provider::Change { address: addr.clone(), provider: r.provider, op: crate::provider::ChangeOp::Release { id: r.id.clone() } };
-                    if let Some(Err(e)) = rt.block_on(p.apply(&[change], &state.state().lineage)).pop() {
-                        return Err(Diag::error("state::release", format!("cannot clear the ownership marker of {addr}: {e}")).into());
+                    let change = crate::provider::Change {
+                        address: addr.clone(),
+                        provider: r.provider,
+                        op: crate::provider::ChangeOp::Release { id: r.id.clone() },
+                    };
+                    if let Some(Err(e)) = rt
+                        .block_on(p.apply(&[change], &state.state().lineage))
+                        .pop()
+                    {
+                        return Err(Diag::error(
+                            "state::release",
+                            format!("cannot clear the ownership marker of {addr}: {e}"),
+                        )
+                        .into());
                     }
                 }
-                state.write(vec![crate::state::StateOp::Remove { address: addr.clone() }])?;
+                state.write(vec![crate::state::StateOp::Remove {
+                    address: addr.clone(),
+                }])?;
                 removed.push(addr);
             }
             state.compact()?;
@@ -471,22 +673,39 @@ fn state_cmd(c: StateCommand, ui: &Ui) -> CmdResult {
             let dir = state_dir(&stack)?;
             match StateLock::holder(&dir).map_err(|e| Diag::error("state::error", e.to_string()))? {
                 None => {
-                    println!("The state is not locked. (A lock held by a process that died is released by the OS at once.)");
+                    println!(
+                        "The state is not locked. (A lock held by a process that died is released by the OS at once.)"
+                    );
                     Ok(EXIT_OK)
                 }
-                Some(h) => Err(Diag::error("state::locked", format!("the state is locked by {h}"))
-                    .help(format!("the lock is released when that process ends; to stop it: kill {}", h.pid))
-                    .into()),
+                Some(h) => Err(
+                    Diag::error("state::locked", format!("the state is locked by {h}"))
+                        .help(format!(
+                            "the lock is released when that process ends; to stop it: kill {}",
+                            h.pid
+                        ))
+                        .into(),
+                ),
             }
         }
     }
 }
 
 fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
-    let (stack, _) = load(&StackArgs { dir: a.dir.clone(), env: a.env.clone() }, ui)?;
-    let addr: Address = a.address.parse().map_err(|e: String| Diag::error("cli::address", e))?;
+    let (stack, _) = load(
+        &StackArgs {
+            dir: a.dir.clone(),
+            env: a.env.clone(),
+        },
+        ui,
+    )?;
+    let addr: Address = a
+        .address
+        .parse()
+        .map_err(|e: String| Diag::error("cli::address", e))?;
     let target = target_of(&stack)?;
-    let mut state = LocalState::open_locked(&target.state_dir, "cairn import", a.lock.lock_timeout)?;
+    let mut state =
+        LocalState::open_locked(&target.state_dir, "cairn import", a.lock.lock_timeout)?;
     if state.state().resources.contains_key(&addr) {
         return Err(Diag::error("import::exists", format!("{addr} is already in state")).into());
     }
@@ -494,33 +713,71 @@ fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
     let rt = runtime();
     let live = rt.block_on(refresh(&providers, &scope_of(&stack)))?;
     let found = live.iter().find(|l| l.id == a.id).ok_or_else(|| {
-        Diag::error("import::not_found", format!("no live resource has ID `{}`", a.id)).help("`cairn sandbox list` shows the sandbox's IDs")
+        Diag::error(
+            "import::not_found",
+            format!("no live resource has ID `{}`", a.id),
+        )
+        .help("`cairn sandbox list` shows the sandbox's IDs")
     })?;
     if found.address() != addr {
-        return Err(Diag::error("import::mismatch", format!("`{}` is {}, not {addr}", a.id, found.address())).into());
+        return Err(Diag::error(
+            "import::mismatch",
+            format!("`{}` is {}, not {addr}", a.id, found.address()),
+        )
+        .into());
     }
     if state.state().lineage.is_empty() {
-        state.write(vec![crate::state::StateOp::Init { lineage: uuid::Uuid::new_v4().to_string() }])?;
+        state.write(vec![crate::state::StateOp::Init {
+            lineage: uuid::Uuid::new_v4().to_string(),
+        }])?;
     }
     let lineage = state.state().lineage.clone();
-    let p = providers.get(found.provider.kind).expect("refreshed from this provider");
-    let change = crate::provider::Change { address: addr.clone(), provider: found.provider, op: crate::provider::ChangeOp::Adopt { id: found.id.clone() } };
-    let result = rt.block_on(p.apply(&[change], &lineage)).pop().unwrap_or_else(|| Err("no result".into()));
-    let live = result.map_err(|e| Diag::error("import::failed", e))?.unwrap_or_else(|| found.clone());
-    let depends_on = stack.resources.iter().find(|r| r.address == addr).map(|r| r.depends_on.iter().map(|d| d.address.clone()).collect()).unwrap_or_default();
+    let p = providers
+        .get(found.provider.kind)
+        .expect("refreshed from this provider");
+    let change = crate::provider::Change {
+        address: addr.clone(),
+        provider: found.provider,
+        op: crate::provider::ChangeOp::Adopt {
+            id: found.id.clone(),
+        },
+    };
+    let result = rt
+        .block_on(p.apply(&[change], &lineage))
+        .pop()
+        .unwrap_or_else(|| Err("no result".into()));
+    let live = result
+        .map_err(|e| Diag::error("import::failed", e))?
+        .unwrap_or_else(|| found.clone());
+    let depends_on = stack
+        .resources
+        .iter()
+        .find(|r| r.address == addr)
+        .map(|r| r.depends_on.iter().map(|d| d.address.clone()).collect())
+        .unwrap_or_default();
     state.write(vec![crate::state::StateOp::Put {
         address: addr.clone(),
-        resource: crate::state::StateResource { provider: live.provider, id: live.id.clone(), attrs: live.attrs.clone(), depends_on },
+        resource: Box::new(crate::state::StateResource {
+            provider: live.provider,
+            id: live.id.clone(),
+            attrs: live.attrs.clone(),
+            depends_on,
+        }),
     }])?;
     state.compact()?;
     let declared = stack.resources.iter().any(|r| r.address == addr);
     if ui.json {
-        ui.print_json(&serde_json::json!({ "imported": addr, "id": live.id, "declared": declared }));
+        ui.print_json(
+            &serde_json::json!({ "imported": addr, "id": live.id, "declared": declared }),
+        );
     } else {
         println!("Imported {addr} (id {}).", live.id);
         if !declared {
-            ui.diagnostics(&[Diag::warning("import::undeclared", format!("{addr} is not declared in the stack"))
-                .help("declare it, or the next apply will delete it")]);
+            ui.diagnostics(&[Diag::warning(
+                "import::undeclared",
+                format!("{addr} is not declared in the stack"),
+            )
+            .help("declare it, or the next apply will delete it")]);
         }
     }
     Ok(EXIT_OK)

@@ -17,7 +17,13 @@ fn open(d: &SandboxDir) -> Result<Sandbox, Failure> {
         Ok((stack, _)) => stack.providers.sandbox_dir,
         Err(_) => d.dir.join(".cairn").join("sandbox"),
     };
-    Sandbox::open(&dir, Cloud::ALL).map_err(|e| Diag::error("sandbox::open", format!("cannot open the sandbox at `{}`: {e}", dir.display())).into())
+    Sandbox::open(&dir, Cloud::ALL).map_err(|e| {
+        Diag::error(
+            "sandbox::open",
+            format!("cannot open the sandbox at `{}`: {e}", dir.display()),
+        )
+        .into()
+    })
 }
 
 fn io(e: std::io::Error) -> Failure {
@@ -28,7 +34,9 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
     match cmd {
         SandboxCommand::List(d) => {
             let sb = open(&d)?;
-            let (objects, down) = sb.call(|c| (Vec::new(), (c.objects.clone(), c.endpoints_down.clone()))).map_err(io)?;
+            let (objects, down) = sb
+                .call(|c| (Vec::new(), (c.objects.clone(), c.endpoints_down.clone())))
+                .map_err(io)?;
             if ui.json {
                 ui.print_json(&serde_json::json!({ "objects": objects, "endpoints_down": down }));
                 return Ok(EXIT_OK);
@@ -37,7 +45,9 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
                 println!("The sandbox is empty. Run `cairn apply` on a stack to fill it.");
             }
             for (id, o) in &objects {
-                let owner = o.owner.as_deref().map_or("unmanaged".to_string(), |l| format!("owner {}", &l[..l.len().min(8)]));
+                let owner = o.owner.as_deref().map_or("unmanaged".to_string(), |l| {
+                    format!("owner {}", &l[..l.len().min(8)])
+                });
                 println!("{id}  [{owner}]  {}", summary(&o.attrs));
             }
             for dep in &down {
@@ -45,12 +55,25 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
             }
             Ok(EXIT_OK)
         }
-        SandboxCommand::SetRecord { zone, name, rtype, ttl, values, cloud, dir } => {
+        SandboxCommand::SetRecord {
+            zone,
+            name,
+            rtype,
+            ttl,
+            values,
+            cloud,
+            dir,
+        } => {
             let sb = open(&dir)?;
-            let rtype: RecordType = serde_json::from_value(serde_json::Value::String(rtype.to_uppercase()))
-                .map_err(|_| Diag::error("sandbox::usage", format!("unknown record type `{rtype}`")))?;
+            let rtype: RecordType = serde_json::from_value(serde_json::Value::String(
+                rtype.to_uppercase(),
+            ))
+            .map_err(|_| Diag::error("sandbox::usage", format!("unknown record type `{rtype}`")))?;
             let address = Address::record(&zone, &name, rtype);
-            let cloud_arg: Option<Cloud> = cloud.map(|c| c.parse()).transpose().map_err(|e: String| Diag::error("sandbox::usage", e))?;
+            let cloud_arg: Option<Cloud> = cloud
+                .map(|c| c.parse())
+                .transpose()
+                .map_err(|e: String| Diag::error("sandbox::usage", e))?;
             let result = sb
                 .call(|c| {
                     let existing: Vec<Cloud> = Cloud::ALL.into_iter().filter(|cl| c.objects.contains_key(&sandbox_id(*cl, &address))).collect();
@@ -77,7 +100,7 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
                             r.routing = Routing::Simple { values: values.clone() };
                         }
                     }
-                    (vec![SandboxOp::Put { id: id.clone(), object }], Ok(id))
+                    (vec![SandboxOp::Put { id: id.clone(), object: Box::new(object) }], Ok(id))
                 })
                 .map_err(io)?;
             let id = result.map_err(|e| Diag::error("sandbox::usage", e))?;
@@ -91,12 +114,27 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
                     let ids: Vec<String> = if c.objects.contains_key(&what) {
                         vec![what.clone()]
                     } else {
-                        Cloud::ALL.iter().map(|cl| format!("{cl}/{what}")).filter(|id| c.objects.contains_key(id)).collect()
+                        Cloud::ALL
+                            .iter()
+                            .map(|cl| format!("{cl}/{what}"))
+                            .filter(|id| c.objects.contains_key(id))
+                            .collect()
                     };
                     match ids.as_slice() {
                         [id] => (vec![SandboxOp::Delete { id: id.clone() }], Ok(id.clone())),
-                        [] => (Vec::new(), Err(format!("nothing in the sandbox is `{what}` (see `cairn sandbox list`)"))),
-                        _ => (Vec::new(), Err(format!("`{what}` exists in several clouds: give the full ID, one of {}", ids.join(", ")))),
+                        [] => (
+                            Vec::new(),
+                            Err(format!(
+                                "nothing in the sandbox is `{what}` (see `cairn sandbox list`)"
+                            )),
+                        ),
+                        _ => (
+                            Vec::new(),
+                            Err(format!(
+                                "`{what}` exists in several clouds: give the full ID, one of {}",
+                                ids.join(", ")
+                            )),
+                        ),
                     }
                 })
                 .map_err(io)?;
@@ -104,21 +142,39 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
             println!("Deleted {id} from the sandbox.");
             Ok(EXIT_OK)
         }
-        SandboxCommand::Resize { deployment, desired, dir } => {
+        SandboxCommand::Resize {
+            deployment,
+            desired,
+            dir,
+        } => {
             let sb = open(&dir)?;
-            let address: Address = format!("group.{deployment}").parse().map_err(|e: String| Diag::error("sandbox::usage", e))?;
+            let address: Address = format!("group.{deployment}")
+                .parse()
+                .map_err(|e: String| Diag::error("sandbox::usage", e))?;
             let result = sb
                 .call(|c| {
-                    let found = c.objects.iter().find(|(id, _)| id.ends_with(&format!("/{address}")));
+                    let found = c
+                        .objects
+                        .iter()
+                        .find(|(id, _)| id.ends_with(&format!("/{address}")));
                     match found {
                         Some((id, o)) => {
                             let mut o = o.clone();
                             if let Attrs::Group(g) = &mut o.attrs {
                                 g.desired = desired;
                             }
-                            (vec![SandboxOp::Put { id: id.clone(), object: o }], Ok(id.clone()))
+                            (
+                                vec![SandboxOp::Put {
+                                    id: id.clone(),
+                                    object: Box::new(o),
+                                }],
+                                Ok(id.clone()),
+                            )
                         }
-                        None => (Vec::new(), Err(format!("no group `{deployment}` in the sandbox"))),
+                        None => (
+                            Vec::new(),
+                            Err(format!("no group `{deployment}` in the sandbox")),
+                        ),
                     }
                 })
                 .map_err(io)?;
@@ -126,11 +182,27 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
             println!("Resized {id} to {desired} replicas.");
             Ok(EXIT_OK)
         }
-        SandboxCommand::Endpoint { state, deployment, dir } => {
+        SandboxCommand::Endpoint {
+            state,
+            deployment,
+            dir,
+        } => {
             let sb = open(&dir)?;
             let up = state == "up";
-            sb.call(|_| (vec![SandboxOp::Endpoint { deployment: deployment.clone(), up }], ())).map_err(io)?;
-            println!("Endpoint of {deployment} is now {}.", if up { "UP" } else { "DOWN" });
+            sb.call(|_| {
+                (
+                    vec![SandboxOp::Endpoint {
+                        deployment: deployment.clone(),
+                        up,
+                    }],
+                    (),
+                )
+            })
+            .map_err(io)?;
+            println!(
+                "Endpoint of {deployment} is now {}.",
+                if up { "UP" } else { "DOWN" }
+            );
             Ok(EXIT_OK)
         }
     }
@@ -142,9 +214,21 @@ fn summary(a: &Attrs) -> String {
         Attrs::Record(r) => {
             let answers = match &r.routing {
                 Routing::Simple { values } => values.join(","),
-                Routing::Failover { primary, secondary } => format!("failover {} / {}", primary.id, secondary.id),
-                Routing::Weighted { members } | Routing::Latency { members } | Routing::Geolocation { members } => {
-                    format!("{} {}", r.routing.policy(), members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(","))
+                Routing::Failover { primary, secondary } => {
+                    format!("failover {} / {}", primary.id, secondary.id)
+                }
+                Routing::Weighted { members }
+                | Routing::Latency { members }
+                | Routing::Geolocation { members } => {
+                    format!(
+                        "{} {}",
+                        r.routing.policy(),
+                        members
+                            .iter()
+                            .map(|m| m.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
                 }
             };
             format!("{} {} ttl={} {answers}", r.name, r.rtype, r.ttl)

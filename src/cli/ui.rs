@@ -22,7 +22,12 @@ impl Ui {
     pub fn new(no_color_flag: bool, json: bool) -> Ui {
         let no_color = no_color_flag || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let stderr_tty = std::io::stderr().is_terminal();
-        Ui { json, color_out: !no_color && std::io::stdout().is_terminal(), color_err: !no_color && stderr_tty, stderr_tty }
+        Ui {
+            json,
+            color_out: !no_color && std::io::stdout().is_terminal(),
+            color_err: !no_color && stderr_tty,
+            stderr_tty,
+        }
     }
 
     pub fn diagnostics(&self, diags: &[Diag]) {
@@ -34,16 +39,27 @@ impl Ui {
             eprintln!("{}", serde_json::json!({ "diagnostics": list }));
             return;
         }
-        let style = Style { color: self.color_err, width: if self.stderr_tty { 120 } else { 100 } };
+        let style = Style {
+            color: self.color_err,
+            width: if self.stderr_tty { 120 } else { 100 },
+        };
         eprint!("{}", diag::render_all(diags, style));
     }
 
     pub fn print_json<T: Serialize + ?Sized>(&self, value: &T) {
-        println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("output serializes")
+        );
     }
 
     pub fn ok(&self, text: &str) -> String {
-        console::Style::new().force_styling(self.color_out).green().bold().apply_to(text).to_string()
+        console::Style::new()
+            .force_styling(self.color_out)
+            .green()
+            .bold()
+            .apply_to(text)
+            .to_string()
     }
 
     pub fn outcome(&self, o: &Outcome) {
@@ -61,8 +77,16 @@ impl Ui {
             println!("\n{} {counts}.", self.ok("Apply complete!"));
             return;
         }
-        let red = console::Style::new().force_styling(self.color_out).red().bold();
-        println!("\n{} {counts}; {} failed, {} skipped.", red.apply_to("Apply finished with errors:"), o.failed.len(), o.skipped.len());
+        let red = console::Style::new()
+            .force_styling(self.color_out)
+            .red()
+            .bold();
+        println!(
+            "\n{} {counts}; {} failed, {} skipped.",
+            red.apply_to("Apply finished with errors:"),
+            o.failed.len(),
+            o.skipped.len()
+        );
         for f in &o.failed {
             println!("  {} {}: {}", red.apply_to("✗"), f.address, f.error);
         }
@@ -87,10 +111,19 @@ impl TerminalProgress {
     pub fn new(ui: &Ui, total: usize) -> TerminalProgress {
         let bar = (ui.stderr_tty && !ui.json).then(|| {
             let b = ProgressBar::new(total as u64);
-            b.set_style(ProgressStyle::with_template("{spinner} applying [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+            b.set_style(
+                ProgressStyle::with_template("{spinner} applying [{bar:30}] {pos}/{len} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
             b
         });
-        TerminalProgress { bar, quiet: ui.json, total, done: Mutex::new(0) }
+        TerminalProgress {
+            bar,
+            quiet: ui.json,
+            total,
+            done: Mutex::new(0),
+        }
     }
 
     fn line(&self, text: String) {
@@ -118,8 +151,10 @@ impl Progress for TerminalProgress {
             return;
         }
         match result {
-            Ok(()) if self.total <= PER_CHANGE_LINES => self.line(format!("{}: {}", change.address, change.action.past())),
-            Ok(()) if *done % 100 == 0 || *done == self.total => {
+            Ok(()) if self.total <= PER_CHANGE_LINES => {
+                self.line(format!("{}: {}", change.address, change.action.past()))
+            }
+            Ok(()) if (*done).is_multiple_of(100) || *done == self.total => {
                 if self.bar.is_none() {
                     self.line(format!("applied {}/{} changes", *done, self.total));
                 }

@@ -10,15 +10,22 @@ use super::raw::*;
 use super::*;
 use crate::diag::{Diag, Location};
 use crate::model::{
-    Address, Attrs, Cloud, GroupAttrs, HealthCheck, Member, ProviderKind, RecordAttrs, RecordType, ResourceKind,
-    Routing, ZoneAttrs,
+    Address, Attrs, Cloud, GroupAttrs, HealthCheck, Member, ProviderKind, RecordAttrs, RecordType,
+    ResourceKind, Routing, ZoneAttrs,
 };
 
 const TTL_MAX: i64 = 604_800;
 const DEFAULT_TTL: u32 = 300;
 
-pub fn compile(raw: RawConfig, dir: &Path, explicit_env: bool) -> Result<(Stack, Vec<Diag>), Vec<Diag>> {
-    let mut c = Compiler { diags: Vec::new(), broken: raw.broken.clone() };
+pub fn compile(
+    raw: RawConfig,
+    dir: &Path,
+    explicit_env: bool,
+) -> Result<(Stack, Vec<Diag>), Vec<Diag>> {
+    let mut c = Compiler {
+        diags: Vec::new(),
+        broken: raw.broken.clone(),
+    };
     let stack = c.compile(raw, dir, explicit_env);
     if c.diags.iter().any(Diag::is_error) {
         return Err(c.diags);
@@ -49,28 +56,52 @@ struct Deployment {
 }
 
 impl Compiler {
-    fn error(&mut self, code: &'static str, msg: impl Into<String>, at: Location, label: impl Into<String>) {
+    fn error(
+        &mut self,
+        code: &'static str,
+        msg: impl Into<String>,
+        at: Location,
+        label: impl Into<String>,
+    ) {
         self.diags.push(Diag::error(code, msg).at(at, label));
     }
 
     fn compile(&mut self, raw: RawConfig, dir: &Path, explicit_env: bool) -> Option<Stack> {
         let (name, declared_env) = self.stack_identity(&raw);
         let environment = raw.environment.clone();
-        if explicit_env && Some(&environment) != declared_env.as_ref() && !raw.environments.iter().any(|e| e.value.get() == &environment) {
-            let mut known: Vec<String> = raw.environments.iter().map(|e| e.value.get().clone()).collect();
+        if explicit_env
+            && Some(&environment) != declared_env.as_ref()
+            && !raw
+                .environments
+                .iter()
+                .any(|e| e.value.get() == &environment)
+        {
+            let mut known: Vec<String> = raw
+                .environments
+                .iter()
+                .map(|e| e.value.get().clone())
+                .collect();
             known.extend(declared_env.clone());
             known.sort();
             known.dedup();
             self.diags.push(
-                Diag::error("config::unknown_environment", format!("unknown environment `{environment}`"))
-                    .help(if known.is_empty() {
-                        "declare it with an [env.NAME] table or [stack] environment".to_string()
-                    } else {
-                        format!("declared environments: {}", known.join(", "))
-                    }),
+                Diag::error(
+                    "config::unknown_environment",
+                    format!("unknown environment `{environment}`"),
+                )
+                .help(if known.is_empty() {
+                    "declare it with an [env.NAME] table or [stack] environment".to_string()
+                } else {
+                    format!("declared environments: {}", known.join(", "))
+                }),
             );
         }
-        self.check_unique(raw.environments.iter().map(|e| (e.value.get().clone(), e.loc(e.value.span()))), "environment");
+        self.check_unique(
+            raw.environments
+                .iter()
+                .map(|e| (e.value.get().clone(), e.loc(e.value.span()))),
+            "environment",
+        );
 
         let backend = self.backend(&raw, dir);
         let providers = self.providers(&raw, dir);
@@ -78,7 +109,13 @@ impl Compiler {
         let mut resources = Vec::new();
         let mut services = Vec::new();
         let mut deployments: BTreeMap<String, Deployment> = BTreeMap::new();
-        self.services(&raw, &providers, &mut resources, &mut services, &mut deployments);
+        self.services(
+            &raw,
+            &providers,
+            &mut resources,
+            &mut services,
+            &mut deployments,
+        );
         let zones = self.zones(&raw, &providers, &mut resources);
         self.records(&raw, &zones, &deployments, &mut resources);
         let scaling = self.scaling(&raw, &services);
@@ -101,11 +138,21 @@ impl Compiler {
 
     fn stack_identity(&mut self, raw: &RawConfig) -> (Option<String>, Option<String>) {
         let Some(first) = raw.stack.first() else {
-            let mut d = Diag::error("config::missing_stack", "no file declares the [stack] table");
+            let mut d = Diag::error(
+                "config::missing_stack",
+                "no file declares the [stack] table",
+            );
             if let Some(f) = raw.files.first() {
-                d = d.at(Location { file: f.clone(), span: 0..0 }, "add [stack] with a name here or in another file");
+                d = d.at(
+                    Location {
+                        file: f.clone(),
+                        span: 0..0,
+                    },
+                    "add [stack] with a name here or in another file",
+                );
             }
-            self.diags.push(d.help("add:\n[stack]\nname = \"my-stack\""));
+            self.diags
+                .push(d.help("add:\n[stack]\nname = \"my-stack\""));
             return (None, None);
         };
         for dup in &raw.stack[1..] {
@@ -124,7 +171,10 @@ impl Compiler {
                 "use letters, digits, `-` and `_`",
             );
         }
-        (Some(name), first.value.environment.as_ref().map(|e| e.get().clone()))
+        (
+            Some(name),
+            first.value.environment.as_ref().map(|e| e.get().clone()),
+        )
     }
 
     fn backend(&mut self, raw: &RawConfig, dir: &Path) -> Backend {
@@ -136,21 +186,37 @@ impl Compiler {
             );
         }
         let Some(b) = raw.backend.first() else {
-            return Backend::Local { dir: dir.join(".cairn") };
+            return Backend::Local {
+                dir: dir.join(".cairn"),
+            };
         };
         match b.value.kind.get() {
             BackendKind::Local => {
                 if let Some(url) = &b.value.url {
-                    self.error("config::invalid_value", "`url` is only for the postgres backend", b.loc(url.span()), "remove this");
+                    self.error(
+                        "config::invalid_value",
+                        "`url` is only for the postgres backend",
+                        b.loc(url.span()),
+                        "remove this",
+                    );
                 }
                 let path = b.value.path.as_ref().map_or(".cairn", |p| p.get().as_str());
-                Backend::Local { dir: dir.join(path) }
+                Backend::Local {
+                    dir: dir.join(path),
+                }
             }
             BackendKind::Postgres => {
                 if let Some(p) = &b.value.path {
-                    self.error("config::invalid_value", "`path` is only for the local backend", b.loc(p.span()), "remove this");
+                    self.error(
+                        "config::invalid_value",
+                        "`path` is only for the local backend",
+                        b.loc(p.span()),
+                        "remove this",
+                    );
                 }
-                Backend::Postgres { url: b.value.url.as_ref().map(|u| u.get().clone()) }
+                Backend::Postgres {
+                    url: b.value.url.as_ref().map(|u| u.get().clone()),
+                }
             }
         }
     }
@@ -169,9 +235,12 @@ impl Compiler {
             let loc = e.loc(name.span());
             if let Some(first) = seen.get(name.get()) {
                 self.diags.push(
-                    Diag::error("config::duplicate", format!("provider `{}` is declared more than once", name.get()))
-                        .at(loc, "declared again here")
-                        .also(first.clone(), "first declared here"),
+                    Diag::error(
+                        "config::duplicate",
+                        format!("provider `{}` is declared more than once", name.get()),
+                    )
+                    .at(loc, "declared again here")
+                    .also(first.clone(), "first declared here"),
                 );
                 continue;
             }
@@ -184,7 +253,12 @@ impl Compiler {
                 }
                 ProviderEntry::Aws(a) => {
                     if !is_region(a.region.get()) {
-                        self.error("config::invalid_value", format!("invalid AWS region `{}`", a.region.get()), e.loc(a.region.span()), "expected e.g. `us-east-1`");
+                        self.error(
+                            "config::invalid_value",
+                            format!("invalid AWS region `{}`", a.region.get()),
+                            e.loc(a.region.span()),
+                            "expected e.g. `us-east-1`",
+                        );
                     }
                     self.check_url(e, a.endpoint.as_ref());
                     p.by_cloud.insert(Cloud::Aws, ProviderKind::Aws);
@@ -196,7 +270,12 @@ impl Compiler {
                 }
                 ProviderEntry::Azure(a) => {
                     if !is_uuid(a.subscription_id.get()) {
-                        self.error("config::invalid_value", "subscription_id must be a UUID", e.loc(a.subscription_id.span()), "not a UUID");
+                        self.error(
+                            "config::invalid_value",
+                            "subscription_id must be a UUID",
+                            e.loc(a.subscription_id.span()),
+                            "not a UUID",
+                        );
                     }
                     self.check_url(e, a.endpoint.as_ref());
                     p.by_cloud.insert(Cloud::Azure, ProviderKind::Azure);
@@ -224,7 +303,12 @@ impl Compiler {
         if let Some(u) = url {
             let s = u.get();
             if !(s.starts_with("http://") || s.starts_with("https://")) || s.len() < 10 {
-                self.error("config::invalid_value", format!("invalid endpoint URL `{s}`"), e.loc(u.span()), "expected http:// or https:// URL");
+                self.error(
+                    "config::invalid_value",
+                    format!("invalid endpoint URL `{s}`"),
+                    e.loc(u.span()),
+                    "expected http:// or https:// URL",
+                );
             }
         }
     }
@@ -237,19 +321,32 @@ impl Compiler {
         services: &mut Vec<Service>,
         deployments: &mut BTreeMap<String, Deployment>,
     ) {
-        self.check_unique(raw.services.iter().map(|e| (e.value.name.get().clone(), e.loc(e.value.name.span()))), "service");
+        self.check_unique(
+            raw.services
+                .iter()
+                .map(|e| (e.value.name.get().clone(), e.loc(e.value.name.span()))),
+            "service",
+        );
         let mut seen_groups: HashMap<Address, Location> = HashMap::new();
         for e in &raw.services {
             let s = &e.value;
             let name = s.name.get();
             if !is_identifier(name) {
-                self.error("config::invalid_value", format!("invalid service name `{name}`"), e.loc(s.name.span()), "use letters, digits, `-` and `_`");
+                self.error(
+                    "config::invalid_value",
+                    format!("invalid service name `{name}`"),
+                    e.loc(s.name.span()),
+                    "use letters, digits, `-` and `_`",
+                );
             }
             if s.deployment.is_empty() {
                 self.diags.push(
-                    Diag::warning("config::no_deployments", format!("service `{name}` has no deployments"))
-                        .at(e.loc(s.name.span()), "declared here")
-                        .help("add [[service.deployment]] tables with cloud, region, min and max"),
+                    Diag::warning(
+                        "config::no_deployments",
+                        format!("service `{name}` has no deployments"),
+                    )
+                    .at(e.loc(s.name.span()), "declared here")
+                    .help("add [[service.deployment]] tables with cloud, region, min and max"),
                 );
             }
             let mut groups = Vec::new();
@@ -257,14 +354,22 @@ impl Compiler {
                 let cloud = *d.cloud.get();
                 let region = d.region.get();
                 if !is_region(region) {
-                    self.error("config::invalid_value", format!("invalid region `{region}`"), e.loc(d.region.span()), "expected e.g. `us-east-1` or `europe-west1`");
+                    self.error(
+                        "config::invalid_value",
+                        format!("invalid region `{region}`"),
+                        e.loc(d.region.span()),
+                        "expected e.g. `us-east-1` or `europe-west1`",
+                    );
                 }
                 let address = Address::group(name, cloud, region);
                 if let Some(first) = seen_groups.get(&address) {
                     self.diags.push(
-                        Diag::error("config::duplicate", format!("service `{name}` is deployed twice to {cloud}/{region}"))
-                            .at(e.loc(d.region.span()), "second deployment here")
-                            .also(first.clone(), "first deployment here"),
+                        Diag::error(
+                            "config::duplicate",
+                            format!("service `{name}` is deployed twice to {cloud}/{region}"),
+                        )
+                        .at(e.loc(d.region.span()), "second deployment here")
+                        .also(first.clone(), "first deployment here"),
                     );
                     continue;
                 }
@@ -278,23 +383,44 @@ impl Compiler {
                 if let (Some(lo), Some(hi)) = (min, max) {
                     if lo > hi {
                         self.diags.push(
-                            Diag::error("config::invalid_value", format!("min ({lo}) is greater than max ({hi})"))
-                                .at(e.loc(d.min.span()), "min")
-                                .also(e.loc(d.max.span()), "max"),
+                            Diag::error(
+                                "config::invalid_value",
+                                format!("min ({lo}) is greater than max ({hi})"),
+                            )
+                            .at(e.loc(d.min.span()), "min")
+                            .also(e.loc(d.max.span()), "max"),
                         );
-                    } else if let (Some(want), Some(dspan)) = (desired, d.desired.as_ref()) {
-                        if want < lo || want > hi {
-                            self.error("config::invalid_value", format!("desired ({want}) must be between min ({lo}) and max ({hi})"), e.loc(dspan.span()), "out of range");
-                        }
+                    } else if let (Some(want), Some(dspan)) = (desired, d.desired.as_ref())
+                        && (want < lo || want > hi)
+                    {
+                        self.error(
+                            "config::invalid_value",
+                            format!("desired ({want}) must be between min ({lo}) and max ({hi})"),
+                            e.loc(dspan.span()),
+                            "out of range",
+                        );
                     }
                 }
-                if let Some(ep) = &d.endpoint {
-                    if !is_ip(ep.get()) && !is_dns_name(ep.get()) {
-                        self.error("config::invalid_value", format!("invalid endpoint `{}`", ep.get()), e.loc(ep.span()), "expected an IP address or host name");
-                    }
+                if let Some(ep) = &d.endpoint
+                    && !is_ip(ep.get())
+                    && !is_dns_name(ep.get())
+                {
+                    self.error(
+                        "config::invalid_value",
+                        format!("invalid endpoint `{}`", ep.get()),
+                        e.loc(ep.span()),
+                        "expected an IP address or host name",
+                    );
                 }
                 let key = format!("{name}@{cloud}/{region}");
-                deployments.insert(key, Deployment { group: address.clone(), endpoint: d.endpoint.as_ref().map(|x| x.get().clone()), region: region.clone() });
+                deployments.insert(
+                    key,
+                    Deployment {
+                        group: address.clone(),
+                        endpoint: d.endpoint.as_ref().map(|x| x.get().clone()),
+                        region: region.clone(),
+                    },
+                );
                 groups.push(address.clone());
                 resources.push(Desired {
                     address,
@@ -322,14 +448,29 @@ impl Compiler {
         }
     }
 
-    fn zones(&mut self, raw: &RawConfig, providers: &Providers, resources: &mut Vec<Desired>) -> BTreeMap<String, Cloud> {
-        self.check_unique(raw.zones.iter().map(|e| (e.value.name.get().clone(), e.loc(e.value.name.span()))), "zone");
+    fn zones(
+        &mut self,
+        raw: &RawConfig,
+        providers: &Providers,
+        resources: &mut Vec<Desired>,
+    ) -> BTreeMap<String, Cloud> {
+        self.check_unique(
+            raw.zones
+                .iter()
+                .map(|e| (e.value.name.get().clone(), e.loc(e.value.name.span()))),
+            "zone",
+        );
         let mut zones = BTreeMap::new();
         for e in &raw.zones {
             let z = &e.value;
             let name = z.name.get().trim_end_matches('.').to_string();
             if !is_dns_name(&name) || !name.contains('.') {
-                self.error("config::invalid_value", format!("invalid zone name `{}`", z.name.get()), e.loc(z.name.span()), "expected a domain like `shop.example.com`");
+                self.error(
+                    "config::invalid_value",
+                    format!("invalid zone name `{}`", z.name.get()),
+                    e.loc(z.name.span()),
+                    "expected a domain like `shop.example.com`",
+                );
             }
             if zones.insert(name.clone(), *z.cloud.get()).is_some() {
                 continue;
@@ -365,8 +506,11 @@ impl Compiler {
             let zone_known = zones.contains_key(zone);
             if !zone_known && !is_broken(&raw.broken, "zone", zone) {
                 let known: Vec<&str> = zones.keys().map(String::as_str).collect();
-                let mut d = Diag::error("config::unknown_reference", format!("record refers to undeclared zone `{zone}`"))
-                    .at(e.loc(r.zone.span()), "no [[zone]] has this name");
+                let mut d = Diag::error(
+                    "config::unknown_reference",
+                    format!("record refers to undeclared zone `{zone}`"),
+                )
+                .at(e.loc(r.zone.span()), "no [[zone]] has this name");
                 if let Some(s) = suggest(zone, &known) {
                     d = d.help(format!("did you mean `{s}`?"));
                 }
@@ -374,7 +518,12 @@ impl Compiler {
             }
             let name = r.name.get();
             if !(name == "@" || is_record_name(name)) {
-                self.error("config::invalid_value", format!("invalid record name `{name}`"), e.loc(r.name.span()), "expected a name relative to the zone, or `@`");
+                self.error(
+                    "config::invalid_value",
+                    format!("invalid record name `{name}`"),
+                    e.loc(r.name.span()),
+                    "expected a name relative to the zone, or `@`",
+                );
             }
             let rtype = *r.rtype.get();
             let address = Address::record(zone, name, rtype);
@@ -394,25 +543,46 @@ impl Compiler {
             };
             let mut depends = Vec::new();
             let routing = self.routing(e, rtype, deployments, &mut depends);
-            let health_check = r.health_check.as_ref().and_then(|h| self.health_check(e, h));
-            if let (Some(rt), None) = (&routing, &r.health_check) {
-                if matches!(rt, Routing::Failover { .. } | Routing::Weighted { .. }) {
-                    self.diags.push(
-                        Diag::warning("config::no_health_check", format!("{} record `{name}` has no health check", rt.policy()))
-                            .at(e.loc(r.name.span()), "routing cannot react to failures without one")
-                            .help("add health_check = { protocol = \"https\", path = \"/healthz\" }"),
-                    );
-                }
+            let health_check = r
+                .health_check
+                .as_ref()
+                .and_then(|h| self.health_check(e, h));
+            if let (Some(rt), None) = (&routing, &r.health_check)
+                && matches!(rt, Routing::Failover { .. } | Routing::Weighted { .. })
+            {
+                self.diags.push(
+                    Diag::warning(
+                        "config::no_health_check",
+                        format!("{} record `{name}` has no health check", rt.policy()),
+                    )
+                    .at(
+                        e.loc(r.name.span()),
+                        "routing cannot react to failures without one",
+                    )
+                    .help("add health_check = { protocol = \"https\", path = \"/healthz\" }"),
+                );
             }
-            let (Some(ttl), Some(routing)) = (ttl, routing) else { continue };
+            let (Some(ttl), Some(routing)) = (ttl, routing) else {
+                continue;
+            };
             if !zone_known {
                 continue;
             }
-            depends.push(Dependency { address: Address::zone(zone), origin: None });
+            depends.push(Dependency {
+                address: Address::zone(zone),
+                origin: None,
+            });
             records.push(Desired {
                 address,
                 provider: providers_for_zone[zone],
-                attrs: Attrs::Record(RecordAttrs { zone: zone.to_string(), name: name.clone(), rtype, ttl, routing, health_check }),
+                attrs: Attrs::Record(RecordAttrs {
+                    zone: zone.to_string(),
+                    name: name.clone(),
+                    rtype,
+                    ttl,
+                    routing,
+                    health_check,
+                }),
                 depends_on: depends,
                 origin: e.whole(),
             });
@@ -430,20 +600,39 @@ impl Compiler {
         let r = &e.value;
         let Some(routing) = &r.routing else {
             return match (&r.values, &r.target) {
-                (Some(values), None) => self.literal_values(e, rtype, values).map(|values| Routing::Simple { values }),
-                (None, Some(target)) => self.target(e, rtype, target, deployments, depends).map(|(values, _)| Routing::Simple { values }),
+                (Some(values), None) => self
+                    .literal_values(e, rtype, values)
+                    .map(|values| Routing::Simple { values }),
+                (None, Some(target)) => self
+                    .target(e, rtype, target, deployments, depends)
+                    .map(|(values, _)| Routing::Simple { values }),
                 (Some(_), Some(t)) => {
-                    self.error("config::conflict", "give either `values` or `target`, not both", e.loc(t.span()), "remove one");
+                    self.error(
+                        "config::conflict",
+                        "give either `values` or `target`, not both",
+                        e.loc(t.span()),
+                        "remove one",
+                    );
                     None
                 }
                 (None, None) => {
-                    self.error("config::missing_value", "record has no answer", e.loc(r.name.span()), "needs `values`, `target` or `routing`");
+                    self.error(
+                        "config::missing_value",
+                        "record has no answer",
+                        e.loc(r.name.span()),
+                        "needs `values`, `target` or `routing`",
+                    );
                     None
                 }
             };
         };
         if let Some(v) = r.values.as_ref().and_then(|v| v.first()) {
-            self.error("config::conflict", "`values` cannot be combined with `routing`", e.loc(v.span()), "use routing members instead");
+            self.error(
+                "config::conflict",
+                "`values` cannot be combined with `routing`",
+                e.loc(v.span()),
+                "use routing members instead",
+            );
         }
         let raw = routing.get();
         let policy = *raw.policy.get();
@@ -451,30 +640,68 @@ impl Compiler {
         match policy {
             RoutingPolicy::Failover => {
                 if raw.members.is_some() {
-                    self.error("config::conflict", "failover routing takes `primary` and `secondary`, not `members`", policy_span.clone(), "failover");
+                    self.error(
+                        "config::conflict",
+                        "failover routing takes `primary` and `secondary`, not `members`",
+                        policy_span.clone(),
+                        "failover",
+                    );
                 }
                 let (Some(p), Some(s)) = (&raw.primary, &raw.secondary) else {
-                    self.error("config::missing_value", "failover routing needs both `primary` and `secondary`", e.loc(routing.span()), "incomplete failover");
+                    self.error(
+                        "config::missing_value",
+                        "failover routing needs both `primary` and `secondary`",
+                        e.loc(routing.span()),
+                        "incomplete failover",
+                    );
                     return None;
                 };
                 let primary = self.target(e, rtype, p, deployments, depends);
                 let secondary = self.target(e, rtype, s, deployments, depends);
                 if p.get() == s.get() {
-                    self.error("config::invalid_value", "primary and secondary are the same deployment", e.loc(s.span()), "must differ from primary");
+                    self.error(
+                        "config::invalid_value",
+                        "primary and secondary are the same deployment",
+                        e.loc(s.span()),
+                        "must differ from primary",
+                    );
                 }
-                let member = |(values, id): (Vec<String>, String)| Member { id, values, weight: None, location: None };
-                Some(Routing::Failover { primary: member(primary?), secondary: member(secondary?) })
+                let member = |(values, id): (Vec<String>, String)| Member {
+                    id,
+                    values,
+                    weight: None,
+                    location: None,
+                };
+                Some(Routing::Failover {
+                    primary: member(primary?),
+                    secondary: member(secondary?),
+                })
             }
             RoutingPolicy::Simple => {
-                self.error("config::invalid_value", "`routing` with policy `simple` is redundant", policy_span, "use `values` or `target` on the record");
+                self.error(
+                    "config::invalid_value",
+                    "`routing` with policy `simple` is redundant",
+                    policy_span,
+                    "use `values` or `target` on the record",
+                );
                 None
             }
             RoutingPolicy::Weighted | RoutingPolicy::Latency | RoutingPolicy::Geolocation => {
                 for key in [&raw.primary, &raw.secondary].into_iter().flatten() {
-                    self.error("config::conflict", "`primary`/`secondary` are for failover routing", e.loc(key.span()), "use `members`");
+                    self.error(
+                        "config::conflict",
+                        "`primary`/`secondary` are for failover routing",
+                        e.loc(key.span()),
+                        "use `members`",
+                    );
                 }
                 let Some(members) = raw.members.as_ref().filter(|m| !m.is_empty()) else {
-                    self.error("config::missing_value", format!("{} routing needs `members`", policy_name(policy)), e.loc(routing.span()), "no members");
+                    self.error(
+                        "config::missing_value",
+                        format!("{} routing needs `members`", policy_name(policy)),
+                        e.loc(routing.span()),
+                        "no members",
+                    );
                     return None;
                 };
                 let mut out = Vec::new();
@@ -486,9 +713,12 @@ impl Compiler {
                             let loc = e.loc(m.span());
                             if let Some(first) = ids.get(&member.id) {
                                 self.diags.push(
-                                    Diag::error("config::duplicate", format!("routing member `{}` appears twice", member.id))
-                                        .at(loc, "again here")
-                                        .also(first.clone(), "first here"),
+                                    Diag::error(
+                                        "config::duplicate",
+                                        format!("routing member `{}` appears twice", member.id),
+                                    )
+                                    .at(loc, "again here")
+                                    .also(first.clone(), "first here"),
                                 );
                                 ok = false;
                             }
@@ -498,8 +728,16 @@ impl Compiler {
                         None => ok = false,
                     }
                 }
-                if policy == RoutingPolicy::Weighted && ok && out.iter().all(|m| m.weight == Some(0)) {
-                    self.error("config::invalid_value", "all weights are 0: the record would never answer", e.loc(routing.span()), "give at least one member a weight above 0");
+                if policy == RoutingPolicy::Weighted
+                    && ok
+                    && out.iter().all(|m| m.weight == Some(0))
+                {
+                    self.error(
+                        "config::invalid_value",
+                        "all weights are 0: the record would never answer",
+                        e.loc(routing.span()),
+                        "give at least one member a weight above 0",
+                    );
                     ok = false;
                 }
                 if !ok {
@@ -526,33 +764,56 @@ impl Compiler {
         let raw = m.get();
         let mut region = None;
         let resolved = match (&raw.target, &raw.values) {
-            (Some(t), None) => self.target(e, rtype, t, deployments, depends).map(|(values, id)| {
-                region = deployments.get(t.get()).map(|d| d.region.clone());
-                (values, id)
-            }),
+            (Some(t), None) => {
+                self.target(e, rtype, t, deployments, depends)
+                    .map(|(values, id)| {
+                        region = deployments.get(t.get()).map(|d| d.region.clone());
+                        (values, id)
+                    })
+            }
             (None, Some(v)) => {
                 let values = self.literal_values(e, rtype, v);
                 match &raw.id {
                     Some(id) => values.map(|v| (v, id.get().clone())),
                     None => {
-                        self.error("config::missing_value", "a member with literal `values` needs an `id`", e.loc(m.span()), "add id = \"...\"");
+                        self.error(
+                            "config::missing_value",
+                            "a member with literal `values` needs an `id`",
+                            e.loc(m.span()),
+                            "add id = \"...\"",
+                        );
                         None
                     }
                 }
             }
             _ => {
-                self.error("config::missing_value", "a routing member needs either `target` or `values`", e.loc(m.span()), "this member");
+                self.error(
+                    "config::missing_value",
+                    "a routing member needs either `target` or `values`",
+                    e.loc(m.span()),
+                    "this member",
+                );
                 None
             }
         };
         let weight = match (&raw.weight, policy) {
             (Some(w), RoutingPolicy::Weighted) => self.int_in(e, w, 0, 255, "weight"),
             (None, RoutingPolicy::Weighted) => {
-                self.error("config::missing_value", "weighted members need a `weight` (0 to 255)", e.loc(m.span()), "no weight");
+                self.error(
+                    "config::missing_value",
+                    "weighted members need a `weight` (0 to 255)",
+                    e.loc(m.span()),
+                    "no weight",
+                );
                 None
             }
             (Some(w), _) => {
-                self.error("config::conflict", "`weight` is only for weighted routing", e.loc(w.span()), "remove this");
+                self.error(
+                    "config::conflict",
+                    "`weight` is only for weighted routing",
+                    e.loc(w.span()),
+                    "remove this",
+                );
                 None
             }
             (None, _) => None,
@@ -561,23 +822,43 @@ impl Compiler {
             (Some(l), RoutingPolicy::Geolocation) => {
                 let s = l.get();
                 if !(s == "*" || (s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase()))) {
-                    self.error("config::invalid_value", format!("invalid location `{s}`"), e.loc(l.span()), "expected a continent or country code like `EU`, `DE`, or `*`");
+                    self.error(
+                        "config::invalid_value",
+                        format!("invalid location `{s}`"),
+                        e.loc(l.span()),
+                        "expected a continent or country code like `EU`, `DE`, or `*`",
+                    );
                 }
                 Some(s.clone())
             }
             (None, RoutingPolicy::Geolocation) => {
-                self.error("config::missing_value", "geolocation members need a `location`", e.loc(m.span()), "no location");
+                self.error(
+                    "config::missing_value",
+                    "geolocation members need a `location`",
+                    e.loc(m.span()),
+                    "no location",
+                );
                 None
             }
             (Some(l), RoutingPolicy::Latency) => Some(l.get().clone()),
             (None, RoutingPolicy::Latency) => {
                 if region.is_none() {
-                    self.error("config::missing_value", "latency members with literal values need a `location` (the region)", e.loc(m.span()), "no region");
+                    self.error(
+                        "config::missing_value",
+                        "latency members with literal values need a `location` (the region)",
+                        e.loc(m.span()),
+                        "no region",
+                    );
                 }
                 region
             }
             (Some(l), _) => {
-                self.error("config::conflict", "`location` is only for latency and geolocation routing", e.loc(l.span()), "remove this");
+                self.error(
+                    "config::conflict",
+                    "`location` is only for latency and geolocation routing",
+                    e.loc(l.span()),
+                    "remove this",
+                );
                 None
             }
             (None, _) => None,
@@ -587,7 +868,12 @@ impl Compiler {
             return None;
         }
         let id = raw.id.as_ref().map_or(default_id, |i| i.get().clone());
-        Some(Member { id, values, weight, location })
+        Some(Member {
+            id,
+            values,
+            weight,
+            location,
+        })
     }
 
     /// Resolves `service@cloud/region` to the deployment's endpoint; adds the dependency.
@@ -602,52 +888,98 @@ impl Compiler {
         let t = target.get();
         let loc = e.loc(target.span());
         let Some(d) = deployments.get(t) else {
-            if is_broken(&self.broken, "service", t.split('@').next().unwrap_or_default()) {
+            if is_broken(
+                &self.broken,
+                "service",
+                t.split('@').next().unwrap_or_default(),
+            ) {
                 return None;
             }
             let known: Vec<&str> = deployments.keys().map(String::as_str).collect();
-            let mut diag = Diag::error("config::unknown_reference", format!("unknown deployment `{t}`"))
-                .at(loc, "no service is deployed here");
+            let mut diag = Diag::error(
+                "config::unknown_reference",
+                format!("unknown deployment `{t}`"),
+            )
+            .at(loc, "no service is deployed here");
             diag = match suggest(t, &known) {
                 Some(s) => diag.help(format!("did you mean `{s}`?")),
-                None if !t.contains('@') => diag.help("targets are written SERVICE@CLOUD/REGION, e.g. `api@aws/us-east-1`"),
+                None if !t.contains('@') => {
+                    diag.help("targets are written SERVICE@CLOUD/REGION, e.g. `api@aws/us-east-1`")
+                }
                 None => diag,
             };
             self.diags.push(diag);
             return None;
         };
         let Some(endpoint) = &d.endpoint else {
-            self.error("config::missing_value", format!("deployment `{t}` has no endpoint to route to"), loc, "add `endpoint` to this deployment");
+            self.error(
+                "config::missing_value",
+                format!("deployment `{t}` has no endpoint to route to"),
+                loc,
+                "add `endpoint` to this deployment",
+            );
             return None;
         };
         if let Err(msg) = check_value(rtype, endpoint) {
-            self.error("config::invalid_value", format!("endpoint of `{t}` cannot be a {rtype} value: {msg}"), loc, "wrong record type for this target");
+            self.error(
+                "config::invalid_value",
+                format!("endpoint of `{t}` cannot be a {rtype} value: {msg}"),
+                loc,
+                "wrong record type for this target",
+            );
             return None;
         }
-        depends.push(Dependency { address: d.group.clone(), origin: None });
+        depends.push(Dependency {
+            address: d.group.clone(),
+            origin: None,
+        });
         Some((vec![endpoint.clone()], t.clone()))
     }
 
-    fn literal_values(&mut self, e: &Entry<RawRecord>, rtype: RecordType, values: &[Sp<String>]) -> Option<Vec<String>> {
+    fn literal_values(
+        &mut self,
+        e: &Entry<RawRecord>,
+        rtype: RecordType,
+        values: &[Sp<String>],
+    ) -> Option<Vec<String>> {
         if values.is_empty() {
-            self.error("config::missing_value", "`values` is empty", e.whole(), "needs at least one value");
+            self.error(
+                "config::missing_value",
+                "`values` is empty",
+                e.whole(),
+                "needs at least one value",
+            );
             return None;
         }
         let mut ok = true;
         for v in values {
             if let Err(msg) = check_value(rtype, v.get()) {
-                self.error("config::invalid_value", format!("invalid {rtype} value `{}`", v.get()), e.loc(v.span()), msg);
+                self.error(
+                    "config::invalid_value",
+                    format!("invalid {rtype} value `{}`", v.get()),
+                    e.loc(v.span()),
+                    msg,
+                );
                 ok = false;
             }
         }
         if rtype == RecordType::CNAME && values.len() > 1 {
-            self.error("config::invalid_value", "a CNAME record has exactly one value", e.loc(values[1].span()), "extra value");
+            self.error(
+                "config::invalid_value",
+                "a CNAME record has exactly one value",
+                e.loc(values[1].span()),
+                "extra value",
+            );
             ok = false;
         }
         ok.then(|| values.iter().map(|v| v.get().clone()).collect())
     }
 
-    fn health_check(&mut self, e: &Entry<RawRecord>, h: &Sp<RawHealthCheck>) -> Option<HealthCheck> {
+    fn health_check(
+        &mut self,
+        e: &Entry<RawRecord>,
+        h: &Sp<RawHealthCheck>,
+    ) -> Option<HealthCheck> {
         let raw = h.get();
         let protocol = *raw.protocol.get();
         let mut ok = true;
@@ -657,36 +989,78 @@ impl Compiler {
                 Protocol::Http => Some(80),
                 Protocol::Https => Some(443),
                 Protocol::Tcp => {
-                    self.error("config::missing_value", "tcp health checks need a `port`", e.loc(h.span()), "no port");
+                    self.error(
+                        "config::missing_value",
+                        "tcp health checks need a `port`",
+                        e.loc(h.span()),
+                        "no port",
+                    );
                     None
                 }
             },
         };
         if let Some(path) = &raw.path {
             if protocol == Protocol::Tcp {
-                self.error("config::conflict", "`path` is only for http and https checks", e.loc(path.span()), "tcp checks connect only");
+                self.error(
+                    "config::conflict",
+                    "`path` is only for http and https checks",
+                    e.loc(path.span()),
+                    "tcp checks connect only",
+                );
                 ok = false;
             } else if !path.get().starts_with('/') {
-                self.error("config::invalid_value", format!("path `{}` must start with `/`", path.get()), e.loc(path.span()), "not an absolute path");
+                self.error(
+                    "config::invalid_value",
+                    format!("path `{}` must start with `/`", path.get()),
+                    e.loc(path.span()),
+                    "not an absolute path",
+                );
                 ok = false;
             }
         }
         let interval = match &raw.interval {
-            Some(i) => self.duration_in(e, i, Duration::from_secs(1), Duration::from_secs(300), "interval"),
+            Some(i) => self.duration_in(
+                e,
+                i,
+                Duration::from_secs(1),
+                Duration::from_secs(300),
+                "interval",
+            ),
             None => Some(Duration::from_secs(10)),
         };
         let timeout = match &raw.timeout {
-            Some(t) => self.duration_in(e, t, Duration::from_secs(1), Duration::from_secs(60), "timeout"),
+            Some(t) => self.duration_in(
+                e,
+                t,
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+                "timeout",
+            ),
             None => interval.map(|i| i.min(Duration::from_secs(5))),
         };
-        if let (Some(i), Some(t), Some(ts)) = (interval, timeout, &raw.timeout) {
-            if t > i {
-                self.error("config::invalid_value", format!("timeout ({}) is longer than the interval ({})", humantime::format_duration(t), humantime::format_duration(i)), e.loc(ts.span()), "must not exceed the interval");
-                ok = false;
-            }
+        if let (Some(i), Some(t), Some(ts)) = (interval, timeout, &raw.timeout)
+            && t > i
+        {
+            self.error(
+                "config::invalid_value",
+                format!(
+                    "timeout ({}) is longer than the interval ({})",
+                    humantime::format_duration(t),
+                    humantime::format_duration(i)
+                ),
+                e.loc(ts.span()),
+                "must not exceed the interval",
+            );
+            ok = false;
         }
-        let failures = raw.failures.as_ref().map_or(Some(3), |f| self.int_in(e, f, 1, 10, "failures"));
-        let recoveries = raw.recoveries.as_ref().map_or(Some(3), |r| self.int_in(e, r, 1, 10, "recoveries"));
+        let failures = raw
+            .failures
+            .as_ref()
+            .map_or(Some(3), |f| self.int_in(e, f, 1, 10, "failures"));
+        let recoveries = raw
+            .recoveries
+            .as_ref()
+            .map_or(Some(3), |r| self.int_in(e, r, 1, 10, "recoveries"));
         Some(HealthCheck {
             protocol: match protocol {
                 Protocol::Http => "http",
@@ -695,7 +1069,11 @@ impl Compiler {
             }
             .to_string(),
             port: port?,
-            path: raw.path.as_ref().map(|p| p.get().clone()).or_else(|| (protocol != Protocol::Tcp).then(|| "/".to_string())),
+            path: raw
+                .path
+                .as_ref()
+                .map(|p| p.get().clone())
+                .or_else(|| (protocol != Protocol::Tcp).then(|| "/".to_string())),
             interval_secs: interval?.as_secs(),
             timeout_secs: timeout?.as_secs(),
             failures: failures?,
@@ -704,15 +1082,27 @@ impl Compiler {
         .filter(|_| ok)
     }
 
-    fn scaling(&mut self, raw: &RawConfig, services: &[Service]) -> BTreeMap<String, ScalingPolicy> {
-        self.check_unique(raw.scaling.iter().map(|e| (e.value.0.get().clone(), e.loc(e.value.0.span()))), "scaling policy");
+    fn scaling(
+        &mut self,
+        raw: &RawConfig,
+        services: &[Service],
+    ) -> BTreeMap<String, ScalingPolicy> {
+        self.check_unique(
+            raw.scaling
+                .iter()
+                .map(|e| (e.value.0.get().clone(), e.loc(e.value.0.span()))),
+            "scaling policy",
+        );
         let mut out = BTreeMap::new();
         for e in &raw.scaling {
             let (name, s) = &e.value;
             if !services.iter().any(|svc| &svc.name == name.get()) {
                 let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-                let mut d = Diag::error("config::unknown_reference", format!("scaling policy for undeclared service `{}`", name.get()))
-                    .at(e.loc(name.span()), "no [[service]] has this name");
+                let mut d = Diag::error(
+                    "config::unknown_reference",
+                    format!("scaling policy for undeclared service `{}`", name.get()),
+                )
+                .at(e.loc(name.span()), "no [[service]] has this name");
                 if let Some(sug) = suggest(name.get(), &known) {
                     d = d.help(format!("did you mean `{sug}`?"));
                 }
@@ -720,39 +1110,77 @@ impl Compiler {
             }
             let target = *s.target_utilization.get();
             if !(target > 0.0 && target <= 1.0) {
-                self.error("config::invalid_value", format!("target_utilization {target} is out of range"), e.loc(s.target_utilization.span()), "must be above 0 and at most 1");
+                self.error(
+                    "config::invalid_value",
+                    format!("target_utilization {target} is out of range"),
+                    e.loc(s.target_utilization.span()),
+                    "must be above 0 and at most 1",
+                );
             }
             let day = Duration::from_secs(86_400);
-            let startup = s.startup.as_ref().map_or(Some(Duration::from_secs(60)), |d| self.duration_in(e, d, Duration::ZERO, day, "startup"));
+            let startup = s
+                .startup
+                .as_ref()
+                .map_or(Some(Duration::from_secs(60)), |d| {
+                    self.duration_in(e, d, Duration::ZERO, day, "startup")
+                });
             let stabilization = s
                 .scale_in_stabilization
                 .as_ref()
-                .map_or(Some(Duration::from_secs(300)), |d| self.duration_in(e, d, Duration::ZERO, day, "scale_in_stabilization"));
+                .map_or(Some(Duration::from_secs(300)), |d| {
+                    self.duration_in(e, d, Duration::ZERO, day, "scale_in_stabilization")
+                });
             let predictive = s.predictive.as_ref().and_then(|p| {
                 let raw = p.get();
-                let horizon = self.duration_in(e, &raw.horizon, Duration::from_secs(60), day, "horizon");
-                let history = raw.history.as_ref().map_or(Some(14 * day), |h| self.duration_in(e, h, day, 90 * day, "history"));
-                Some(Predictive { horizon: horizon?, history: history? })
+                let horizon =
+                    self.duration_in(e, &raw.horizon, Duration::from_secs(60), day, "horizon");
+                let history = raw.history.as_ref().map_or(Some(14 * day), |h| {
+                    self.duration_in(e, h, day, 90 * day, "history")
+                });
+                Some(Predictive {
+                    horizon: horizon?,
+                    history: history?,
+                })
             });
             let cost = s.cost.as_ref().and_then(|c| {
                 let raw = c.get();
                 let price = *raw.per_replica_hour.get();
                 if price.is_nan() || price < 0.0 {
-                    self.error("config::invalid_value", "per_replica_hour must be 0 or more", e.loc(raw.per_replica_hour.span()), "negative price");
+                    self.error(
+                        "config::invalid_value",
+                        "per_replica_hour must be 0 or more",
+                        e.loc(raw.per_replica_hour.span()),
+                        "negative price",
+                    );
                     return None;
                 }
-                if let Some(max) = &raw.max_per_hour {
-                    if max.get().is_nan() || *max.get() <= 0.0 {
-                        self.error("config::invalid_value", "max_per_hour must be above 0", e.loc(max.span()), "no budget");
-                        return None;
-                    }
+                if let Some(max) = &raw.max_per_hour
+                    && (max.get().is_nan() || *max.get() <= 0.0)
+                {
+                    self.error(
+                        "config::invalid_value",
+                        "max_per_hour must be above 0",
+                        e.loc(max.span()),
+                        "no budget",
+                    );
+                    return None;
                 }
-                Some(Cost { per_replica_hour: price, max_per_hour: raw.max_per_hour.as_ref().map(|m| *m.get()) })
+                Some(Cost {
+                    per_replica_hour: price,
+                    max_per_hour: raw.max_per_hour.as_ref().map(|m| *m.get()),
+                })
             });
             if let (Some(startup), Some(scale_in_stabilization)) = (startup, stabilization) {
                 out.insert(
                     name.get().clone(),
-                    ScalingPolicy { target_utilization: target, startup, scale_in_stabilization, predictive, cost, origin: e.loc(name.span()) },
+                    ScalingPolicy {
+                        target_utilization: target,
+                        startup,
+                        scale_in_stabilization,
+                        predictive,
+                        cost,
+                        origin: e.loc(name.span()),
+                    },
                 );
             }
         }
@@ -762,12 +1190,17 @@ impl Compiler {
     fn compliance(&mut self, raw: &RawConfig) -> Compliance {
         for dup in raw.compliance.iter().skip(1) {
             self.diags.push(
-                Diag::error("config::duplicate", "[compliance] is declared more than once")
-                    .at(dup.whole(), "declared again here")
-                    .also(raw.compliance[0].whole(), "first declared here"),
+                Diag::error(
+                    "config::duplicate",
+                    "[compliance] is declared more than once",
+                )
+                .at(dup.whole(), "declared again here")
+                .also(raw.compliance[0].whole(), "first declared here"),
             );
         }
-        let Some(e) = raw.compliance.first() else { return Compliance::default() };
+        let Some(e) = raw.compliance.first() else {
+            return Compliance::default();
+        };
         let mut out = Compliance::default();
         for f in &e.value.frameworks {
             if !out.frameworks.contains(f.get()) {
@@ -776,22 +1209,35 @@ impl Compiler {
         }
         for (class, regions) in &e.value.allowed_regions {
             let parsed: Result<DataClassification, _> =
-                serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(class));
+                serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
+                    serde::de::value::Error,
+                >::new(class));
             match parsed {
                 Ok(c) => {
                     for r in regions {
                         if !is_region(r.get()) {
-                            self.error("config::invalid_value", format!("invalid region `{}`", r.get()), e.loc(r.span()), "expected e.g. `eu-west-1`");
+                            self.error(
+                                "config::invalid_value",
+                                format!("invalid region `{}`", r.get()),
+                                e.loc(r.span()),
+                                "expected e.g. `eu-west-1`",
+                            );
                         }
                     }
-                    out.allowed_regions.insert(c, regions.iter().map(|r| r.get().clone()).collect());
+                    out.allowed_regions
+                        .insert(c, regions.iter().map(|r| r.get().clone()).collect());
                 }
                 Err(_) => {
                     let span = regions.first().map_or(e.span.clone(), |r| r.span());
                     self.diags.push(
-                        Diag::error("config::invalid_value", format!("unknown data classification `{class}` in allowed_regions"))
-                            .at(e.loc(span), "regions for an unknown classification")
-                            .help("classifications are: public, internal, confidential, personal, health"),
+                        Diag::error(
+                            "config::invalid_value",
+                            format!("unknown data classification `{class}` in allowed_regions"),
+                        )
+                        .at(e.loc(span), "regions for an unknown classification")
+                        .help(
+                            "classifications are: public, internal, confidential, personal, health",
+                        ),
                     );
                 }
             }
@@ -800,9 +1246,21 @@ impl Compiler {
     }
 
     /// Resolves explicit `depends_on` entries to addresses; `service.NAME` means all its groups.
-    fn resolve_depends_on(&mut self, raw: &RawConfig, services: &[Service], resources: &mut [Desired]) {
-        let index: HashMap<Address, usize> = resources.iter().enumerate().map(|(i, r)| (r.address.clone(), i)).collect();
-        let add = |c: &mut Compiler, owner: Address, entry_loc: &dyn Fn(&Sp<String>) -> Location, deps: &[Sp<String>]| {
+    fn resolve_depends_on(
+        &mut self,
+        raw: &RawConfig,
+        services: &[Service],
+        resources: &mut [Desired],
+    ) {
+        let index: HashMap<Address, usize> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.address.clone(), i))
+            .collect();
+        let add = |c: &mut Compiler,
+                   owner: Address,
+                   entry_loc: &dyn Fn(&Sp<String>) -> Location,
+                   deps: &[Sp<String>]| {
             let mut found = Vec::new();
             for d in deps {
                 let loc = entry_loc(d);
@@ -811,7 +1269,12 @@ impl Compiler {
                     match services.iter().find(|s| s.name == svc) {
                         Some(s) => s.groups.clone(),
                         None => {
-                            c.error("config::unknown_reference", format!("depends_on names undeclared service `{svc}`"), loc, "no such service");
+                            c.error(
+                                "config::unknown_reference",
+                                format!("depends_on names undeclared service `{svc}`"),
+                                loc,
+                                "no such service",
+                            );
                             continue;
                         }
                     }
@@ -821,8 +1284,11 @@ impl Compiler {
                         Ok(a) => {
                             let known: Vec<String> = index.keys().map(|k| k.to_string()).collect();
                             let known: Vec<&str> = known.iter().map(String::as_str).collect();
-                            let mut diag = Diag::error("config::unknown_reference", format!("depends_on names `{a}`, which is not declared"))
-                                .at(loc, "no such resource");
+                            let mut diag = Diag::error(
+                                "config::unknown_reference",
+                                format!("depends_on names `{a}`, which is not declared"),
+                            )
+                            .at(loc, "no such resource");
                             if let Some(s) = suggest(text, &known) {
                                 diag = diag.help(format!("did you mean `{s}`?"));
                             }
@@ -837,10 +1303,18 @@ impl Compiler {
                 };
                 for t in targets {
                     if t == owner {
-                        c.error("config::cycle", format!("`{owner}` depends on itself"), loc.clone(), "self-reference");
+                        c.error(
+                            "config::cycle",
+                            format!("`{owner}` depends on itself"),
+                            loc.clone(),
+                            "self-reference",
+                        );
                         continue;
                     }
-                    found.push(Dependency { address: t, origin: Some(loc.clone()) });
+                    found.push(Dependency {
+                        address: t,
+                        origin: Some(loc.clone()),
+                    });
                 }
             }
             found
@@ -848,19 +1322,38 @@ impl Compiler {
         let mut extra: Vec<(Address, Vec<Dependency>)> = Vec::new();
         for e in &raw.zones {
             let owner = Address::zone(e.value.name.get().trim_end_matches('.'));
-            let deps = add(self, owner.clone(), &|d| e.loc(d.span()), &e.value.depends_on);
+            let deps = add(
+                self,
+                owner.clone(),
+                &|d| e.loc(d.span()),
+                &e.value.depends_on,
+            );
             extra.push((owner, deps));
         }
         for e in &raw.services {
             let svc = services.iter().find(|s| &s.name == e.value.name.get());
             for group in svc.map(|s| s.groups.clone()).unwrap_or_default() {
-                let deps = add(self, group.clone(), &|d| e.loc(d.span()), &e.value.depends_on);
+                let deps = add(
+                    self,
+                    group.clone(),
+                    &|d| e.loc(d.span()),
+                    &e.value.depends_on,
+                );
                 extra.push((group, deps));
             }
         }
         for e in &raw.records {
-            let owner = Address::record(e.value.zone.get().trim_end_matches('.'), e.value.name.get(), *e.value.rtype.get());
-            let deps = add(self, owner.clone(), &|d| e.loc(d.span()), &e.value.depends_on);
+            let owner = Address::record(
+                e.value.zone.get().trim_end_matches('.'),
+                e.value.name.get(),
+                *e.value.rtype.get(),
+            );
+            let deps = add(
+                self,
+                owner.clone(),
+                &|d| e.loc(d.span()),
+                &e.value.depends_on,
+            );
             extra.push((owner, deps));
         }
         for (owner, deps) in extra {
@@ -875,9 +1368,12 @@ impl Compiler {
         for (name, loc) in items {
             if let Some(first) = seen.get(&name) {
                 self.diags.push(
-                    Diag::error("config::duplicate", format!("{what} `{name}` is declared more than once"))
-                        .at(loc, "declared again here")
-                        .also(first.clone(), "first declared here"),
+                    Diag::error(
+                        "config::duplicate",
+                        format!("{what} `{name}` is declared more than once"),
+                    )
+                    .at(loc, "declared again here")
+                    .also(first.clone(), "first declared here"),
                 );
             } else {
                 seen.insert(name, loc);
@@ -885,17 +1381,36 @@ impl Compiler {
         }
     }
 
-    fn int_in<T>(&mut self, e: &Entry<T>, v: &Sp<i64>, lo: i64, hi: i64, what: &str) -> Option<u32> {
+    fn int_in<T>(
+        &mut self,
+        e: &Entry<T>,
+        v: &Sp<i64>,
+        lo: i64,
+        hi: i64,
+        what: &str,
+    ) -> Option<u32> {
         let n = *v.get();
         if n < lo || n > hi {
-            self.error("config::invalid_value", format!("{what} {n} is out of range"), e.loc(v.span()), format!("must be between {lo} and {hi}"));
+            self.error(
+                "config::invalid_value",
+                format!("{what} {n} is out of range"),
+                e.loc(v.span()),
+                format!("must be between {lo} and {hi}"),
+            );
             None
         } else {
             Some(n as u32)
         }
     }
 
-    fn duration_in<T>(&mut self, e: &Entry<T>, v: &Sp<String>, lo: Duration, hi: Duration, what: &str) -> Option<Duration> {
+    fn duration_in<T>(
+        &mut self,
+        e: &Entry<T>,
+        v: &Sp<String>,
+        lo: Duration,
+        hi: Duration,
+        what: &str,
+    ) -> Option<Duration> {
         match humantime::parse_duration(v.get()) {
             Ok(d) if d >= lo && d <= hi => Some(d),
             Ok(_) => {
@@ -903,15 +1418,22 @@ impl Compiler {
                     "config::invalid_value",
                     format!("{what} `{}` is out of range", v.get()),
                     e.loc(v.span()),
-                    format!("must be between {} and {}", humantime::format_duration(lo), humantime::format_duration(hi)),
+                    format!(
+                        "must be between {} and {}",
+                        humantime::format_duration(lo),
+                        humantime::format_duration(hi)
+                    ),
                 );
                 None
             }
             Err(err) => {
                 self.diags.push(
-                    Diag::error("config::invalid_value", format!("invalid duration `{}` for {what}: {err}", v.get()))
-                        .at(e.loc(v.span()), "not a duration")
-                        .help("durations look like `500ms`, `30s`, `5m`, `2h`, `14d`"),
+                    Diag::error(
+                        "config::invalid_value",
+                        format!("invalid duration `{}` for {what}: {err}", v.get()),
+                    )
+                    .at(e.loc(v.span()), "not a duration")
+                    .help("durations look like `500ms`, `30s`, `5m`, `2h`, `14d`"),
                 );
                 None
             }
@@ -932,30 +1454,66 @@ fn policy_name(p: RoutingPolicy) -> &'static str {
 /// Checks a record value's syntax for its type; the message is used as the label.
 fn check_value(rtype: RecordType, v: &str) -> Result<(), String> {
     match rtype {
-        RecordType::A => v.parse::<Ipv4Addr>().map(|_| ()).map_err(|_| "expected an IPv4 address".into()),
-        RecordType::AAAA => v.parse::<Ipv6Addr>().map(|_| ()).map_err(|_| "expected an IPv6 address".into()),
+        RecordType::A => v
+            .parse::<Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| "expected an IPv4 address".into()),
+        RecordType::AAAA => v
+            .parse::<Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| "expected an IPv6 address".into()),
         RecordType::CNAME | RecordType::NS => {
-            if is_dns_name(v.trim_end_matches('.')) { Ok(()) } else { Err("expected a host name".into()) }
+            if is_dns_name(v.trim_end_matches('.')) {
+                Ok(())
+            } else {
+                Err("expected a host name".into())
+            }
         }
-        RecordType::TXT => if v.len() <= 255 { Ok(()) } else { Err("TXT strings are at most 255 characters".into()) },
+        RecordType::TXT => {
+            if v.len() <= 255 {
+                Ok(())
+            } else {
+                Err("TXT strings are at most 255 characters".into())
+            }
+        }
         RecordType::MX => match v.split_once(' ') {
-            Some((prio, host)) if prio.parse::<u16>().is_ok() && is_dns_name(host.trim_end_matches('.')) => Ok(()),
+            Some((prio, host))
+                if prio.parse::<u16>().is_ok() && is_dns_name(host.trim_end_matches('.')) =>
+            {
+                Ok(())
+            }
             _ => Err("expected `PRIORITY HOST`, e.g. `10 mail.example.com`".into()),
         },
         RecordType::SRV => {
             let parts: Vec<&str> = v.split_whitespace().collect();
-            if parts.len() == 4 && parts[..3].iter().all(|p| p.parse::<u16>().is_ok()) { Ok(()) } else { Err("expected `PRIORITY WEIGHT PORT TARGET`".into()) }
+            if parts.len() == 4 && parts[..3].iter().all(|p| p.parse::<u16>().is_ok()) {
+                Ok(())
+            } else {
+                Err("expected `PRIORITY WEIGHT PORT TARGET`".into())
+            }
         }
-        RecordType::CAA => if v.split_whitespace().count() >= 3 { Ok(()) } else { Err("expected `FLAGS TAG VALUE`".into()) },
+        RecordType::CAA => {
+            if v.split_whitespace().count() >= 3 {
+                Ok(())
+            } else {
+                Err("expected `FLAGS TAG VALUE`".into())
+            }
+        }
     }
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn is_region(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    !s.is_empty()
+        && s.len() <= 40
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -971,7 +1529,8 @@ fn is_label(l: &str) -> bool {
         && l.len() <= 63
         && !l.starts_with('-')
         && !l.ends_with('-')
-        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && l.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn is_dns_name(s: &str) -> bool {
@@ -980,6 +1539,8 @@ fn is_dns_name(s: &str) -> bool {
 
 /// A record name relative to its zone; a leading `*` label makes a wildcard.
 fn is_record_name(s: &str) -> bool {
-    let rest = s.strip_prefix("*.").unwrap_or(if s == "*" { "" } else { s });
+    let rest = s
+        .strip_prefix("*.")
+        .unwrap_or(if s == "*" { "" } else { s });
     rest.is_empty() || is_dns_name(rest)
 }

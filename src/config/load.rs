@@ -26,7 +26,10 @@ pub struct Entry<T> {
 
 impl<T> Entry<T> {
     pub fn loc(&self, span: Range<usize>) -> Location {
-        Location { file: self.file.clone(), span }
+        Location {
+            file: self.file.clone(),
+            span,
+        }
     }
     pub fn whole(&self) -> Location {
         self.loc(self.span.clone())
@@ -64,7 +67,10 @@ pub enum ProviderEntry {
 /// Reads the `.toml` files of `dir` (not recursing: `policies/` and others are separate).
 pub fn read_dir(dir: &Path) -> Result<Vec<Arc<SourceFile>>, Diag> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        Diag::error("config::read", format!("cannot read stack directory `{}`: {e}", dir.display()))
+        Diag::error(
+            "config::read",
+            format!("cannot read stack directory `{}`: {e}", dir.display()),
+        )
     })?;
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -72,15 +78,25 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Arc<SourceFile>>, Diag> {
         .collect();
     paths.sort();
     if paths.is_empty() {
-        return Err(Diag::error("config::empty", format!("no .toml files in `{}`", dir.display()))
-            .help("a stack is a directory of .toml files; see examples/quickstart"));
+        return Err(Diag::error(
+            "config::empty",
+            format!("no .toml files in `{}`", dir.display()),
+        )
+        .help("a stack is a directory of .toml files; see examples/quickstart"));
     }
     paths
         .iter()
         .map(|p| {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| Diag::error("config::read", format!("cannot read `{}`: {e}", p.display())))?;
-            Ok(Arc::new(SourceFile { name: display_path(p), text: text.into() }))
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Diag::error(
+                    "config::read",
+                    format!("cannot read `{}`: {e}", p.display()),
+                )
+            })?;
+            Ok(Arc::new(SourceFile {
+                name: display_path(p),
+                text: text.into(),
+            }))
         })
         .collect()
 }
@@ -102,8 +118,17 @@ pub fn load(files: Vec<Arc<SourceFile>>, env: Option<&str>) -> (RawConfig, Vec<D
                 .into_iter()
                 .map(|e| {
                     let span = e.span().unwrap_or(0..0);
-                    Diag::error("config::syntax", format!("invalid TOML: {}", e.message().trim()))
-                        .at(Location { file: file.clone(), span }, "here")
+                    Diag::error(
+                        "config::syntax",
+                        format!("invalid TOML: {}", e.message().trim()),
+                    )
+                    .at(
+                        Location {
+                            file: file.clone(),
+                            span,
+                        },
+                        "here",
+                    )
                 })
                 .collect();
             (table, diags)
@@ -112,14 +137,22 @@ pub fn load(files: Vec<Arc<SourceFile>>, env: Option<&str>) -> (RawConfig, Vec<D
     let (tables, syntax): (Vec<_>, Vec<_>) = parsed.into_iter().unzip();
     let mut diags: Vec<Diag> = syntax.into_iter().flatten().collect();
 
-    let environment = env.map(str::to_string).or_else(|| declared_environment(&tables)).unwrap_or_else(|| "default".into());
+    let environment = env
+        .map(str::to_string)
+        .or_else(|| declared_environment(&tables))
+        .unwrap_or_else(|| "default".into());
     let vars = collect_variables(&files, &tables, &environment, &mut diags);
 
     let parts: Vec<(RawConfig, Vec<Diag>)> = files
         .par_iter()
         .zip(tables)
         .map(|(file, table)| {
-            let mut loader = FileLoader { file: file.clone(), diags: Vec::new(), vars: &vars, environment: &environment };
+            let mut loader = FileLoader {
+                file: file.clone(),
+                diags: Vec::new(),
+                vars: &vars,
+                environment: &environment,
+            };
             let mut part = RawConfig::default();
             for (key, value) in table.into_inner() {
                 let key_span = key.span();
@@ -128,7 +161,11 @@ pub fn load(files: Vec<Arc<SourceFile>>, env: Option<&str>) -> (RawConfig, Vec<D
             (part, loader.diags)
         })
         .collect();
-    let mut cfg = RawConfig { files, environment, ..RawConfig::default() };
+    let mut cfg = RawConfig {
+        files,
+        environment,
+        ..RawConfig::default()
+    };
     for (part, d) in parts {
         cfg.extend(part);
         diags.extend(d);
@@ -177,12 +214,18 @@ fn collect_variables<'i>(
             match v.get_ref().as_table() {
                 Some(t) => {
                     for (k, v) in t {
-                        let loc = Location { file: file.clone(), span: k.span() };
+                        let loc = Location {
+                            file: file.clone(),
+                            span: k.span(),
+                        };
                         if let Some(first) = defined.get(k.get_ref().as_ref()) {
                             diags.push(
-                                Diag::error("config::duplicate", format!("variable `{}` is defined twice", k.get_ref()))
-                                    .at(loc, "defined again here")
-                                    .also(first.clone(), "first defined here"),
+                                Diag::error(
+                                    "config::duplicate",
+                                    format!("variable `{}` is defined twice", k.get_ref()),
+                                )
+                                .at(loc, "defined again here")
+                                .also(first.clone(), "first defined here"),
                             );
                             continue;
                         }
@@ -191,8 +234,13 @@ fn collect_variables<'i>(
                     }
                 }
                 None => diags.push(
-                    Diag::error("config::type", "`variables` must be a table")
-                        .at(Location { file: file.clone(), span: v.span() }, "expected a table"),
+                    Diag::error("config::type", "`variables` must be a table").at(
+                        Location {
+                            file: file.clone(),
+                            span: v.span(),
+                        },
+                        "expected a table",
+                    ),
                 ),
             }
         }
@@ -220,14 +268,27 @@ struct FileLoader<'v, 'i> {
 
 impl<'i> FileLoader<'_, 'i> {
     fn loc(&self, span: Range<usize>) -> Location {
-        Location { file: self.file.clone(), span }
+        Location {
+            file: self.file.clone(),
+            span,
+        }
     }
 
     fn entry<T>(&self, span: Range<usize>, value: T) -> Entry<T> {
-        Entry { file: self.file.clone(), span, value }
+        Entry {
+            file: self.file.clone(),
+            span,
+            value,
+        }
     }
 
-    fn top_level(&mut self, key: &str, key_span: Range<usize>, value: Spanned<DeValue<'i>>, cfg: &mut RawConfig) {
+    fn top_level(
+        &mut self,
+        key: &str,
+        key_span: Range<usize>,
+        value: Spanned<DeValue<'i>>,
+        cfg: &mut RawConfig,
+    ) {
         let span = value.span();
         match key {
             "stack" => {
@@ -244,7 +305,13 @@ impl<'i> FileLoader<'_, 'i> {
             "env" => {
                 // Validate shape; values were read by `collect_variables`.
                 for (name, body) in self.table_entries(value, "env") {
-                    if self.decode::<RawEnv>(body, &[Seg::Key(key.into()), Seg::Key(name.get().clone())]).is_some() {
+                    if self
+                        .decode::<RawEnv>(
+                            body,
+                            &[Seg::Key(key.into()), Seg::Key(name.get().clone())],
+                        )
+                        .is_some()
+                    {
                         cfg.environments.push(self.entry(name.span(), name));
                     }
                 }
@@ -259,9 +326,12 @@ impl<'i> FileLoader<'_, 'i> {
                         "azure" => self.decode(body, &at).map(ProviderEntry::Azure),
                         "gcp" => self.decode(body, &at).map(ProviderEntry::Gcp),
                         other => {
-                            let d = Diag::error("config::unknown_provider", format!("unknown provider `{other}`"))
-                                .at(self.loc(name.span()), "not a provider")
-                                .help("providers are: sandbox, aws, azure, gcp");
+                            let d = Diag::error(
+                                "config::unknown_provider",
+                                format!("unknown provider `{other}`"),
+                            )
+                            .at(self.loc(name.span()), "not a provider")
+                            .help("providers are: sandbox, aws, azure, gcp");
                             self.diags.push(d);
                             None
                         }
@@ -277,7 +347,9 @@ impl<'i> FileLoader<'_, 'i> {
             "scaling" => {
                 for (name, body) in self.table_entries(value, "scaling") {
                     let body_span = body.span();
-                    if let Some(v) = self.decode(body, &[Seg::Key(key.into()), Seg::Key(name.get().clone())]) {
+                    if let Some(v) =
+                        self.decode(body, &[Seg::Key(key.into()), Seg::Key(name.get().clone())])
+                    {
                         cfg.scaling.push(self.entry(body_span, (name, v)));
                     }
                 }
@@ -288,8 +360,11 @@ impl<'i> FileLoader<'_, 'i> {
                 }
             }
             other => {
-                let mut d = Diag::error("config::unknown_key", format!("unknown top-level key `{other}`"))
-                    .at(self.loc(key_span), "not a known section");
+                let mut d = Diag::error(
+                    "config::unknown_key",
+                    format!("unknown top-level key `{other}`"),
+                )
+                .at(self.loc(key_span), "not a known section");
                 d = match suggest(other, TOP_LEVEL_KEYS) {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
                     None => d.help(format!("known sections: {}", TOP_LEVEL_KEYS.join(", "))),
@@ -312,7 +387,12 @@ impl<'i> FileLoader<'_, 'i> {
             DeValue::Array(items) => {
                 for (i, item) in items.into_iter().enumerate() {
                     let item_span = item.span();
-                    let name = item.get_ref().as_table().and_then(|t| t.get("name")).and_then(|n| n.get_ref().as_str()).map(str::to_string);
+                    let name = item
+                        .get_ref()
+                        .as_table()
+                        .and_then(|t| t.get("name"))
+                        .and_then(|n| n.get_ref().as_str())
+                        .map(str::to_string);
                     match self.decode(item, &[Seg::Key(key.into()), Seg::Index(i)]) {
                         Some(v) => out.push(self.entry(item_span, v)),
                         None => broken.extend(name.map(|n| (key.to_string(), n))),
@@ -320,14 +400,27 @@ impl<'i> FileLoader<'_, 'i> {
                 }
             }
             other => self.diags.push(
-                Diag::error("config::type", format!("`{key}` must be an array of tables, found {}", other.type_str()))
-                    .at(self.loc(span), "expected [[".to_string() + key + "]] entries"),
+                Diag::error(
+                    "config::type",
+                    format!(
+                        "`{key}` must be an array of tables, found {}",
+                        other.type_str()
+                    ),
+                )
+                .at(
+                    self.loc(span),
+                    "expected [[".to_string() + key + "]] entries",
+                ),
             ),
         }
     }
 
     /// `[key.NAME]` tables: each named entry decoded on its own.
-    fn table_entries(&mut self, value: Spanned<DeValue<'i>>, key: &str) -> Vec<(Sp<String>, Spanned<DeValue<'i>>)> {
+    fn table_entries(
+        &mut self,
+        value: Spanned<DeValue<'i>>,
+        key: &str,
+    ) -> Vec<(Sp<String>, Spanned<DeValue<'i>>)> {
         let span = value.span();
         match value.into_inner() {
             DeValue::Table(t) => t
@@ -336,8 +429,11 @@ impl<'i> FileLoader<'_, 'i> {
                 .collect(),
             other => {
                 self.diags.push(
-                    Diag::error("config::type", format!("`{key}` must be a table, found {}", other.type_str()))
-                        .at(self.loc(span), "expected a table"),
+                    Diag::error(
+                        "config::type",
+                        format!("`{key}` must be a table, found {}", other.type_str()),
+                    )
+                    .at(self.loc(span), "expected a table"),
                 );
                 Vec::new()
             }
@@ -346,7 +442,11 @@ impl<'i> FileLoader<'_, 'i> {
 
     /// Deserializes one entry; unknown keys and type errors become diagnostics.
     /// `at` is the entry's path from the file's root, used only to locate unknown keys.
-    fn decode<T: DeserializeOwned>(&mut self, mut value: Spanned<DeValue<'i>>, at: &[Seg]) -> Option<T> {
+    fn decode<T: DeserializeOwned>(
+        &mut self,
+        mut value: Spanned<DeValue<'i>>,
+        at: &[Seg],
+    ) -> Option<T> {
         let span = value.span();
         // An entry with an unresolved `${...}` is not decoded: its values would only
         // produce follow-on errors.
@@ -355,7 +455,9 @@ impl<'i> FileLoader<'_, 'i> {
         }
         let mut unknown = Vec::new();
         let result: Result<T, toml::de::Error> =
-            serde_ignored::deserialize(ValueDeserializer::from(value), |path| unknown.push(path_segments(&path)));
+            serde_ignored::deserialize(ValueDeserializer::from(value), |path| {
+                unknown.push(path_segments(&path))
+            });
         if !unknown.is_empty() {
             // Rare (an error): parse the file again rather than keep a copy of every entry.
             let (root, _) = DeTable::parse_recoverable(&self.file.text);
@@ -375,7 +477,8 @@ impl<'i> FileLoader<'_, 'i> {
                 let span = e.span().unwrap_or(span);
                 let message = e.message().trim().to_string();
                 let (message, label) = describe_serde_error(&message);
-                self.diags.push(Diag::error("config::type", message).at(self.loc(span), label));
+                self.diags
+                    .push(Diag::error("config::type", message).at(self.loc(span), label));
                 None
             }
         }
@@ -387,23 +490,40 @@ impl<'i> FileLoader<'_, 'i> {
     fn interpolate(&mut self, value: &mut Spanned<DeValue<'i>>) -> bool {
         let span = value.span();
         match value.get_mut() {
-            DeValue::String(s) if s.contains("${") => match substitute(s, span.start, self.vars, self.environment) {
-                Ok(Substituted::Whole(v)) => {
-                    *value = Spanned::new(span, v);
-                    true
+            DeValue::String(s) if s.contains("${") => {
+                match substitute(s, span.start, self.vars, self.environment) {
+                    Ok(Substituted::Whole(v)) => {
+                        *value = Spanned::new(span, v);
+                        true
+                    }
+                    Ok(Substituted::Text(t)) => {
+                        *s = Cow::Owned(t);
+                        true
+                    }
+                    Err((message, ref_span)) => {
+                        self.diags.push(
+                            Diag::error("config::variable", message)
+                                .at(self.loc(ref_span), "cannot be resolved"),
+                        );
+                        false
+                    }
                 }
-                Ok(Substituted::Text(t)) => {
-                    *s = Cow::Owned(t);
-                    true
-                }
-                Err((message, ref_span)) => {
-                    self.diags.push(Diag::error("config::variable", message).at(self.loc(ref_span), "cannot be resolved"));
-                    false
-                }
-            },
+            }
             // Every element is visited (no short-circuit) so all bad references are reported.
-            DeValue::Array(items) => items.iter_mut().fold(true, |ok, item| self.interpolate(item) && ok),
-            DeValue::Table(t) => t.iter_mut().fold(true, |ok, (_, v)| self.interpolate(v) && ok),
+            DeValue::Array(items) => {
+                let mut ok = true;
+                for item in items.iter_mut() {
+                    ok &= self.interpolate(item);
+                }
+                ok
+            }
+            DeValue::Table(t) => {
+                let mut ok = true;
+                for (_, v) in t.iter_mut() {
+                    ok &= self.interpolate(v);
+                }
+                ok
+            }
             _ => true,
         }
     }
@@ -427,8 +547,11 @@ fn substitute<'i>(
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let ref_span = offset + 1 + consumed + start..offset + 1 + consumed + start + 2 + after.find('}').map_or(after.len(), |e| e + 1);
-        let end = after.find('}').ok_or_else(|| ("unterminated `${` in string".to_string(), ref_span.clone()))?;
+        let ref_span = offset + 1 + consumed + start
+            ..offset + 1 + consumed + start + 2 + after.find('}').map_or(after.len(), |e| e + 1);
+        let end = after
+            .find('}')
+            .ok_or_else(|| ("unterminated `${` in string".to_string(), ref_span.clone()))?;
         let name = after[..end].trim();
         let text = if name == "environment" {
             DeValue::String(Cow::Owned(environment.to_string()))
@@ -437,12 +560,19 @@ fn substitute<'i>(
                 Some(v) => v.get_ref().clone(),
                 None => {
                     let known: Vec<&str> = vars.keys().map(String::as_str).collect();
-                    let hint = suggest(var, &known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                    let hint = suggest(var, &known)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
                     return Err((format!("undefined variable `{var}`{hint}"), ref_span));
                 }
             }
         } else {
-            return Err((format!("unknown reference `${{{name}}}`: use `${{var.NAME}}` or `${{environment}}`"), ref_span));
+            return Err((
+                format!(
+                    "unknown reference `${{{name}}}`: use `${{var.NAME}}` or `${{environment}}`"
+                ),
+                ref_span,
+            ));
         };
         let whole = start == 0 && end + 3 == rest.len() && consumed == 0;
         if whole {
@@ -454,7 +584,13 @@ fn substitute<'i>(
             DeValue::Float(f) => out.push_str(&f.to_string()),
             DeValue::Boolean(b) => out.push_str(&b.to_string()),
             other => {
-                return Err((format!("variable `{name}` is {} and cannot be placed inside a string", other.type_str()), ref_span));
+                return Err((
+                    format!(
+                        "variable `{name}` is {} and cannot be placed inside a string",
+                        other.type_str()
+                    ),
+                    ref_span,
+                ));
             }
         }
         consumed += start + 2 + end + 1;
@@ -487,9 +623,9 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
             }
             s
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            path_segments(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => path_segments(parent),
     };
     segs.shrink_to_fit();
     segs
@@ -537,14 +673,25 @@ fn describe_serde_error(message: &str) -> (String, String) {
         .replace("a sequence", "an array")
         .replace("a map", "a table");
     if let Some(rest) = message.strip_prefix("missing field ") {
-        return (format!("missing required key {rest}"), format!("this table needs {rest}"));
+        return (
+            format!("missing required key {rest}"),
+            format!("this table needs {rest}"),
+        );
     }
     if message.starts_with("unknown variant") {
-        let label = message.split(", expected").next().unwrap_or(message).replace("unknown variant", "unknown value");
+        let label = message
+            .split(", expected")
+            .next()
+            .unwrap_or(message)
+            .replace("unknown variant", "unknown value");
         return (message.replace("unknown variant", "unknown value"), label);
     }
     if message.starts_with("invalid type") {
-        let label = message.split(", expected").nth(1).map(|e| format!("expected{e}")).unwrap_or_default();
+        let label = message
+            .split(", expected")
+            .nth(1)
+            .map(|e| format!("expected{e}"))
+            .unwrap_or_default();
         return (message.to_string(), label);
     }
     (message.to_string(), "here".to_string())
@@ -559,4 +706,3 @@ pub fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
-

@@ -71,7 +71,14 @@ pub struct Providers {
 
 impl Providers {
     pub fn for_cloud(&self, cloud: Cloud) -> ProviderRef {
-        ProviderRef { kind: self.by_cloud.get(&cloud).copied().unwrap_or(ProviderKind::Sandbox), cloud }
+        ProviderRef {
+            kind: self
+                .by_cloud
+                .get(&cloud)
+                .copied()
+                .unwrap_or(ProviderKind::Sandbox),
+            cloud,
+        }
     }
 }
 
@@ -142,7 +149,11 @@ pub fn load_stack(dir: &Path, env: Option<&str>) -> Result<(Stack, Vec<Diag>), V
     match compile(raw, dir, explicit_env) {
         Ok((stack, warnings)) => {
             diags.extend(warnings);
-            if diags.iter().any(Diag::is_error) { Err(diags) } else { Ok((stack, diags)) }
+            if diags.iter().any(Diag::is_error) {
+                Err(diags)
+            } else {
+                Ok((stack, diags))
+            }
         }
         Err(more) => {
             diags.extend(more);

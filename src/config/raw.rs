@@ -83,8 +83,18 @@ pub struct RawFile {
 }
 
 /// The top-level keys a stack file may have, in the order they are read.
-pub const TOP_LEVEL_KEYS: &[&str] =
-    &["stack", "backend", "provider", "variables", "env", "zone", "service", "record", "scaling", "compliance"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "stack",
+    "backend",
+    "provider",
+    "variables",
+    "env",
+    "zone",
+    "service",
+    "record",
+    "scaling",
+    "compliance",
+];
 
 /// A variable's value: any TOML scalar or array.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -31,8 +31,15 @@ impl LiveResource {
 pub fn address_of(attrs: &Attrs) -> Address {
     match attrs {
         Attrs::Zone(ZoneAttrs { name }) => Address::zone(name),
-        Attrs::Record(RecordAttrs { zone, name, rtype, .. }) => Address::record(zone, name, *rtype),
-        Attrs::Group(GroupAttrs { service, cloud, region, .. }) => Address::group(service, *cloud, region),
+        Attrs::Record(RecordAttrs {
+            zone, name, rtype, ..
+        }) => Address::record(zone, name, *rtype),
+        Attrs::Group(GroupAttrs {
+            service,
+            cloud,
+            region,
+            ..
+        }) => Address::group(service, *cloud, region),
     }
 }
 
@@ -47,15 +54,29 @@ pub struct Change {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ChangeOp {
-    Create { attrs: Attrs },
-    Update { id: String, attrs: Attrs },
+    Create {
+        attrs: Attrs,
+    },
+    Update {
+        id: String,
+        attrs: Attrs,
+    },
     /// Delete then create in one batch (attributes that cannot change in place).
-    Replace { id: String, attrs: Attrs },
-    Delete { id: String },
+    Replace {
+        id: String,
+        attrs: Attrs,
+    },
+    Delete {
+        id: String,
+    },
     /// Write the ownership marker on an existing resource (`cairn import`).
-    Adopt { id: String },
+    Adopt {
+        id: String,
+    },
     /// Clear the ownership marker: cairn stops managing it (`cairn state rm`).
-    Release { id: String },
+    Release {
+        id: String,
+    },
 }
 
 /// The result of one change within a batch.

@@ -49,7 +49,7 @@ pub struct Object {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum SandboxOp {
-    Put { id: String, object: Object },
+    Put { id: String, object: Box<Object> },
     Delete { id: String },
     Endpoint { deployment: String, up: bool },
 }
@@ -59,7 +59,7 @@ impl Journaled for SandboxCloud {
     fn apply(&mut self, op: &SandboxOp) {
         match op {
             SandboxOp::Put { id, object } => {
-                self.objects.insert(id.clone(), object.clone());
+                self.objects.insert(id.clone(), (**object).clone());
             }
             SandboxOp::Delete { id } => {
                 self.objects.remove(id);
@@ -97,20 +97,32 @@ impl Sandbox {
         let lock = lock_file(dir)?;
         let journal = Journal::open(dir, "cloud", true);
         lock.unlock()?;
-        let latency = std::env::var("CAIRN_SANDBOX_LATENCY_MS").ok().and_then(|v| v.parse().ok()).map_or(Duration::ZERO, Duration::from_millis);
+        let latency = std::env::var("CAIRN_SANDBOX_LATENCY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis);
         Ok(Sandbox {
             dir: dir.to_path_buf(),
             clouds: clouds.into_iter().collect(),
             journal: Mutex::new(journal?),
             calls: AtomicU64::new(0),
             latency,
-            fail: std::env::var("CAIRN_SANDBOX_FAIL").ok().filter(|s| !s.is_empty()),
-            max_batch: std::env::var("CAIRN_SANDBOX_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH),
+            fail: std::env::var("CAIRN_SANDBOX_FAIL")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            max_batch: std::env::var("CAIRN_SANDBOX_BATCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MAX_BATCH)
+                .clamp(1, MAX_BATCH),
         })
     }
 
     /// Runs one API call: exclusive across processes, sees their changes, durable on return.
-    pub fn call<R>(&self, f: impl FnOnce(&SandboxCloud) -> (Vec<SandboxOp>, R)) -> std::io::Result<R> {
+    pub fn call<R>(
+        &self,
+        f: impl FnOnce(&SandboxCloud) -> (Vec<SandboxOp>, R),
+    ) -> std::io::Result<R> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if !self.latency.is_zero() {
             std::thread::sleep(self.latency);
@@ -134,7 +146,10 @@ impl Sandbox {
 
     fn live(&self, id: &str, o: &Object) -> LiveResource {
         LiveResource {
-            provider: ProviderRef { kind: ProviderKind::Sandbox, cloud: o.cloud },
+            provider: ProviderRef {
+                kind: ProviderKind::Sandbox,
+                cloud: o.cloud,
+            },
             id: id.to_string(),
             attrs: o.attrs.clone(),
             owner: o.owner.clone(),
@@ -143,7 +158,11 @@ impl Sandbox {
 }
 
 fn lock_file(dir: &Path) -> std::io::Result<File> {
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
     f.lock()?;
     Ok(f)
 }
@@ -163,7 +182,9 @@ impl Provider for Sandbox {
                     .filter(|(_, o)| self.serves(o.cloud))
                     .map(|(id, o)| {
                         match &o.attrs {
-                            Attrs::Record(r) => *per_zone.entry((o.cloud, r.zone.as_str())).or_default() += 1,
+                            Attrs::Record(r) => {
+                                *per_zone.entry((o.cloud, r.zone.as_str())).or_default() += 1
+                            }
                             Attrs::Zone(z) => {
                                 per_zone.entry((o.cloud, z.name.as_str())).or_default();
                             }
@@ -172,12 +193,17 @@ impl Provider for Sandbox {
                         self.live(id, o)
                     })
                     .collect();
-                let pages: usize = per_zone.values().map(|n| n.div_ceil(PAGE).max(1)).sum::<usize>() + groups.div_ceil(100);
+                let pages: usize = per_zone
+                    .values()
+                    .map(|n| n.div_ceil(PAGE).max(1))
+                    .sum::<usize>()
+                    + groups.div_ceil(100);
                 (Vec::new(), (live, pages))
             })
             .map_err(|e| format!("sandbox: {e}"))?;
         // One call was counted already; the listing took `pages` pages.
-        self.calls.fetch_add(pages.saturating_sub(1) as u64, Ordering::Relaxed);
+        self.calls
+            .fetch_add(pages.saturating_sub(1) as u64, Ordering::Relaxed);
         Ok(live)
     }
 
@@ -195,7 +221,10 @@ impl Provider for Sandbox {
             let mut ops = Vec::new();
             let mut results = Vec::with_capacity(changes.len());
             for ch in changes {
-                if fail.as_deref().is_some_and(|f| ch.address.to_string().contains(f)) {
+                if fail
+                    .as_deref()
+                    .is_some_and(|f| ch.address.to_string().contains(f))
+                {
                     results.push(Err(format!("sandbox: injected failure for {}", ch.address)));
                     continue;
                 }
@@ -208,20 +237,37 @@ impl Provider for Sandbox {
                         } else if let Err(e) = zone_exists(&view, cloud_ns, attrs, &get) {
                             Err(e)
                         } else {
-                            Ok(Some((id, Object { cloud: cloud_ns, attrs: attrs.clone(), owner: Some(owner.to_string()) })))
+                            Ok(Some((
+                                id,
+                                Object {
+                                    cloud: cloud_ns,
+                                    attrs: attrs.clone(),
+                                    owner: Some(owner.to_string()),
+                                },
+                            )))
                         }
                     }
-                    ChangeOp::Update { id, attrs } | ChangeOp::Replace { id, attrs } => match get(&view, id) {
-                        None => Err(format!("NotFound: {} does not exist", ch.address)),
-                        Some(old) if address_of(&old.attrs) != address_of(attrs) => {
-                            Err(format!("InvalidChange: {id} cannot become {}", address_of(attrs)))
+                    ChangeOp::Update { id, attrs } | ChangeOp::Replace { id, attrs } => {
+                        match get(&view, id) {
+                            None => Err(format!("NotFound: {} does not exist", ch.address)),
+                            Some(old) if address_of(&old.attrs) != address_of(attrs) => Err(
+                                format!("InvalidChange: {id} cannot become {}", address_of(attrs)),
+                            ),
+                            Some(old) => Ok(Some((
+                                id.clone(),
+                                Object {
+                                    cloud: cloud_ns,
+                                    attrs: attrs.clone(),
+                                    owner: old.owner.or(Some(owner.to_string())),
+                                },
+                            ))),
                         }
-                        Some(old) => Ok(Some((id.clone(), Object { cloud: cloud_ns, attrs: attrs.clone(), owner: old.owner.or(Some(owner.to_string())) }))),
-                    },
+                    }
                     ChangeOp::Adopt { id } | ChangeOp::Release { id } => match get(&view, id) {
                         None => Err(format!("NotFound: {} does not exist", ch.address)),
                         Some(old) => {
-                            let owner = matches!(ch.op, ChangeOp::Adopt { .. }).then(|| owner.to_string());
+                            let owner =
+                                matches!(ch.op, ChangeOp::Adopt { .. }).then(|| owner.to_string());
                             Ok(Some((id.clone(), Object { owner, ..old })))
                         }
                     },
@@ -241,23 +287,35 @@ impl Provider for Sandbox {
                     put.map(|(id, object)| {
                         let live = self.live(&id, &object);
                         view.insert(id.clone(), Some(object.clone()));
-                        ops.push(SandboxOp::Put { id, object });
+                        ops.push(SandboxOp::Put {
+                            id,
+                            object: Box::new(object),
+                        });
                         live
                     })
                 }));
             }
             (ops, results)
         });
-        result.unwrap_or_else(|e| changes.iter().map(|_| Err(format!("sandbox: {e}"))).collect())
+        result.unwrap_or_else(|e| {
+            changes
+                .iter()
+                .map(|_| Err(format!("sandbox: {e}")))
+                .collect()
+        })
     }
 
     fn batch_key(&self, change: &Change) -> String {
         let attrs = match &change.op {
-            ChangeOp::Create { attrs } | ChangeOp::Update { attrs, .. } | ChangeOp::Replace { attrs, .. } => Some(attrs),
+            ChangeOp::Create { attrs }
+            | ChangeOp::Update { attrs, .. }
+            | ChangeOp::Replace { attrs, .. } => Some(attrs),
             _ => None,
         };
         match (change.address.kind, attrs) {
-            (ResourceKind::Record, Some(Attrs::Record(r))) => format!("{}/zone/{}", change.provider.cloud, r.zone),
+            (ResourceKind::Record, Some(Attrs::Record(r))) => {
+                format!("{}/zone/{}", change.provider.cloud, r.zone)
+            }
             (ResourceKind::Record, _) => {
                 let zone = change.address.name.split('/').next().unwrap_or_default();
                 format!("{}/zone/{zone}", change.provider.cloud)
@@ -283,18 +341,33 @@ fn zone_exists(
     attrs: &Attrs,
     get: &Getter<'_>,
 ) -> Result<(), String> {
-    if let Attrs::Record(r) = attrs {
-        if get(view, &sandbox_id(ns, &Address::zone(&r.zone))).is_none() {
-            return Err(format!("NoSuchHostedZone: zone {} does not exist in {ns}", r.zone));
-        }
+    if let Attrs::Record(r) = attrs
+        && get(view, &sandbox_id(ns, &Address::zone(&r.zone))).is_none()
+    {
+        return Err(format!(
+            "NoSuchHostedZone: zone {} does not exist in {ns}",
+            r.zone
+        ));
     }
     Ok(())
 }
 
-fn zone_not_empty(view: &BTreeMap<String, Option<Object>>, cloud: &SandboxCloud, zone: &Object) -> Option<String> {
-    let Attrs::Zone(z) = &zone.attrs else { return None };
+fn zone_not_empty(
+    view: &BTreeMap<String, Option<Object>>,
+    cloud: &SandboxCloud,
+    zone: &Object,
+) -> Option<String> {
+    let Attrs::Zone(z) = &zone.attrs else {
+        return None;
+    };
     let prefix = format!("{}/record.{}/", zone.cloud, z.name);
-    let in_cloud = cloud.objects.range(prefix.clone()..).take_while(|(id, _)| id.starts_with(&prefix)).any(|(id, _)| !matches!(view.get(id), Some(None)));
-    let in_view = view.iter().any(|(id, o)| id.starts_with(&prefix) && o.is_some());
+    let in_cloud = cloud
+        .objects
+        .range(prefix.clone()..)
+        .take_while(|(id, _)| id.starts_with(&prefix))
+        .any(|(id, _)| !matches!(view.get(id), Some(None)));
+    let in_view = view
+        .iter()
+        .any(|(id, o)| id.starts_with(&prefix) && o.is_some());
     (in_cloud || in_view).then(|| format!("HostedZoneNotEmpty: zone {} still has records", z.name))
 }

@@ -6,8 +6,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use std::fs::TryLockError;
 use serde::{Deserialize, Serialize};
+use std::fs::TryLockError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockHolder {
@@ -19,14 +19,24 @@ pub struct LockHolder {
 
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` (pid {} on {}, since {})", self.command, self.pid, self.host, self.since.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        write!(
+            f,
+            "`{}` (pid {} on {}, since {})",
+            self.command,
+            self.pid,
+            self.host,
+            self.since.strftime("%Y-%m-%d %H:%M:%S UTC")
+        )
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the state is locked by {holder}")]
-    Held { holder: Box<LockHolder>, waited: Option<Duration> },
+    Held {
+        holder: Box<LockHolder>,
+        waited: Option<Duration>,
+    },
     #[error("the state is locked by another process")]
     HeldUnknown,
     #[error("cannot open the state lock `{0}`: {1}")]
@@ -44,7 +54,13 @@ impl StateLock {
     pub fn acquire(dir: &Path, command: &str, timeout: Duration) -> Result<Self, LockError> {
         let path = dir.join(LOCK_FILE);
         let io_err = |e| LockError::Io(path.clone(), e);
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err)?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -53,7 +69,10 @@ impl StateLock {
                     if start.elapsed() >= timeout {
                         let waited = (!timeout.is_zero()).then_some(timeout);
                         return Err(match read_holder(&mut file) {
-                            Some(holder) => LockError::Held { holder: Box::new(holder), waited },
+                            Some(holder) => LockError::Held {
+                                holder: Box::new(holder),
+                                waited,
+                            },
                             None => LockError::HeldUnknown,
                         });
                     }
@@ -68,7 +87,9 @@ impl StateLock {
             command: command.to_string(),
             since: jiff::Timestamp::now(),
         };
-        let body = serde_json::to_vec_pretty(&holder).map_err(io::Error::other).map_err(io_err)?;
+        let body = serde_json::to_vec_pretty(&holder)
+            .map_err(io::Error::other)
+            .map_err(io_err)?;
         file.set_len(0).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         file.write_all(&body).map_err(io_err)?;

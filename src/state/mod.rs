@@ -39,9 +39,16 @@ pub struct StateResource {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum StateOp {
-    Init { lineage: String },
-    Put { address: Address, resource: StateResource },
-    Remove { address: Address },
+    Init {
+        lineage: String,
+    },
+    Put {
+        address: Address,
+        resource: Box<StateResource>,
+    },
+    Remove {
+        address: Address,
+    },
 }
 
 impl Journaled for State {
@@ -50,7 +57,7 @@ impl Journaled for State {
         match op {
             StateOp::Init { lineage } => self.lineage = lineage.clone(),
             StateOp::Put { address, resource } => {
-                self.resources.insert(address.clone(), resource.clone());
+                self.resources.insert(address.clone(), (**resource).clone());
             }
             StateOp::Remove { address } => {
                 self.resources.remove(address);
@@ -75,20 +82,33 @@ impl LocalState {
     }
 
     /// Opens for writing: takes the lock (waiting up to `lock_timeout`), repairs torn writes.
-    pub fn open_locked(dir: &Path, command: &str, lock_timeout: Duration) -> Result<Self, StateError> {
+    pub fn open_locked(
+        dir: &Path,
+        command: &str,
+        lock_timeout: Duration,
+    ) -> Result<Self, StateError> {
         let lock = Self::lock(dir, command, lock_timeout)?;
         Self::open_with(dir, lock)
     }
 
     /// Takes the lock only; `open_with` then reads the state (possibly on another thread).
-    pub fn lock(dir: &Path, command: &str, lock_timeout: Duration) -> Result<StateLock, StateError> {
+    pub fn lock(
+        dir: &Path,
+        command: &str,
+        lock_timeout: Duration,
+    ) -> Result<StateLock, StateError> {
         std::fs::create_dir_all(dir).map_err(|e| StateError::Io(dir.to_path_buf(), e))?;
         Ok(StateLock::acquire(dir, command, lock_timeout)?)
     }
 
     pub fn open_with(dir: &Path, lock: StateLock) -> Result<Self, StateError> {
-        let journal = Journal::open(dir, STEM, true).map_err(|e| StateError::Io(dir.to_path_buf(), e))?;
-        Ok(LocalState { dir: dir.to_path_buf(), journal, _lock: Some(lock) })
+        let journal =
+            Journal::open(dir, STEM, true).map_err(|e| StateError::Io(dir.to_path_buf(), e))?;
+        Ok(LocalState {
+            dir: dir.to_path_buf(),
+            journal,
+            _lock: Some(lock),
+        })
     }
 
     /// Opens for reading only, without the lock (what `state list` and `show` use).
@@ -96,7 +116,8 @@ impl LocalState {
         if !Journal::<State>::exists(dir, STEM) {
             return Ok(State::default());
         }
-        let j: Journal<State> = Journal::open(dir, STEM, false).map_err(|e| StateError::Io(dir.to_path_buf(), e))?;
+        let j: Journal<State> =
+            Journal::open(dir, STEM, false).map_err(|e| StateError::Io(dir.to_path_buf(), e))?;
         Ok(j.value().clone())
     }
 
@@ -114,12 +135,16 @@ impl LocalState {
 
     /// Persists one atomic batch of operations.
     pub fn write(&mut self, ops: Vec<StateOp>) -> Result<(), StateError> {
-        self.journal.append(ops).map_err(|e| StateError::Io(self.dir.clone(), e))
+        self.journal
+            .append(ops)
+            .map_err(|e| StateError::Io(self.dir.clone(), e))
     }
 
     /// Folds the journal into the snapshot (keeping the previous one as a backup).
     pub fn compact(&mut self) -> Result<(), StateError> {
-        self.journal.compact().map_err(|e| StateError::Io(self.dir.clone(), e))
+        self.journal
+            .compact()
+            .map_err(|e| StateError::Io(self.dir.clone(), e))
     }
 }
 

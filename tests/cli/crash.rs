@@ -17,7 +17,11 @@ fn write_stack(w: &Work, changed: bool) {
     let mut s = String::from("[stack]\nname = \"crash\"\n\n");
     for g in 0..GROUPS {
         let min = if changed { 2 } else { 1 };
-        s += &format!("[[service]]\nname = \"svc{g}\"\n  [[service.deployment]]\n  cloud = \"{}\"\n  region = \"r{g}\"\n  min = {min}\n  max = 9\n  endpoint = \"192.0.2.{}\"\n\n", ["aws", "azure", "gcp"][g % 3], g + 1);
+        s += &format!(
+            "[[service]]\nname = \"svc{g}\"\n  [[service.deployment]]\n  cloud = \"{}\"\n  region = \"r{g}\"\n  min = {min}\n  max = 9\n  endpoint = \"192.0.2.{}\"\n\n",
+            ["aws", "azure", "gcp"][g % 3],
+            g + 1
+        );
     }
     w.write("s/services.toml", &s);
     for z in 0..ZONES {
@@ -27,12 +31,22 @@ fn write_stack(w: &Work, changed: bool) {
             continue;
         }
         let ttl = if changed && z == 0 { 60 } else { 300 };
-        let mut s = format!("[[zone]]\nname = \"z{z}.example\"\ncloud = \"{}\"\n\n", ["aws", "gcp", "azure"][z]);
+        let mut s = format!(
+            "[[zone]]\nname = \"z{z}.example\"\ncloud = \"{}\"\n\n",
+            ["aws", "gcp", "azure"][z]
+        );
         for r in 0..RECORDS {
             if r % 5 == 0 {
-                s += &format!("[[record]]\nzone = \"z{z}.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = {ttl}\ntarget = \"svc{g}@{c}/r{g}\"\n\n", g = r % GROUPS, c = ["aws", "azure", "gcp"][(r % GROUPS) % 3]);
+                s += &format!(
+                    "[[record]]\nzone = \"z{z}.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = {ttl}\ntarget = \"svc{g}@{c}/r{g}\"\n\n",
+                    g = r % GROUPS,
+                    c = ["aws", "azure", "gcp"][(r % GROUPS) % 3]
+                );
             } else {
-                s += &format!("[[record]]\nzone = \"z{z}.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = {ttl}\nvalues = [\"198.51.100.{}\"]\n\n", r + 1);
+                s += &format!(
+                    "[[record]]\nzone = \"z{z}.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = {ttl}\nvalues = [\"198.51.100.{}\"]\n\n",
+                    r + 1
+                );
             }
         }
         w.write(&path, &s);
@@ -47,13 +61,23 @@ fn desired_count(changed: bool) -> usize {
 /// Sandbox objects by ID with their attributes (owner left out: it differs per stack copy).
 fn objects(w: &Work) -> std::collections::BTreeMap<String, serde_json::Value> {
     let v = w.json(&["sandbox", "list", "-C", "s"]);
-    v["objects"].as_object().unwrap().iter().map(|(id, o)| (id.clone(), o["attrs"].clone())).collect()
+    v["objects"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, o)| (id.clone(), o["attrs"].clone()))
+        .collect()
 }
 
 /// How many objects differ between two sandbox listings.
-fn differences(a: &std::collections::BTreeMap<String, serde_json::Value>, b: &std::collections::BTreeMap<String, serde_json::Value>) -> usize {
+fn differences(
+    a: &std::collections::BTreeMap<String, serde_json::Value>,
+    b: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> usize {
     let ids: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    ids.into_iter().filter(|id| a.get(*id) != b.get(*id)).count()
+    ids.into_iter()
+        .filter(|id| a.get(*id) != b.get(*id))
+        .count()
 }
 
 /// Sandbox objects, as (address, owner).
@@ -63,7 +87,12 @@ fn sandbox(w: &Work) -> Vec<(String, Option<String>)> {
         .as_object()
         .unwrap()
         .iter()
-        .map(|(id, o)| (id.split_once('/').unwrap().1.to_string(), o["owner"].as_str().map(str::to_string)))
+        .map(|(id, o)| {
+            (
+                id.split_once('/').unwrap().1.to_string(),
+                o["owner"].as_str().map(str::to_string),
+            )
+        })
         .collect()
 }
 
@@ -101,16 +130,44 @@ fn calibrate(changed: bool) -> Duration {
 fn assert_converged(w: &Work, changed: bool, trial: usize) {
     w.ok(&["apply", "s", "--auto-approve"], 0);
     let r = w.ok(&["plan", "s", "--detailed-exitcode"], 0);
-    assert!(r.stdout.starts_with("No changes."), "trial {trial}: {}", r.stdout);
+    assert!(
+        r.stdout.starts_with("No changes."),
+        "trial {trial}: {}",
+        r.stdout
+    );
     let live = sandbox(w);
-    let state: BTreeSet<String> = w.json(&["state", "list", "s"]).as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let state: BTreeSet<String> = w
+        .json(&["state", "list", "s"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
     let live_addrs: BTreeSet<String> = live.iter().map(|(a, _)| a.clone()).collect();
-    assert_eq!(live.len(), live_addrs.len(), "trial {trial}: duplicate resources");
-    assert_eq!(live.len(), desired_count(changed), "trial {trial}: live count");
-    assert_eq!(state, live_addrs, "trial {trial}: state and live differ (orphaned or unrecorded resources)");
+    assert_eq!(
+        live.len(),
+        live_addrs.len(),
+        "trial {trial}: duplicate resources"
+    );
+    assert_eq!(
+        live.len(),
+        desired_count(changed),
+        "trial {trial}: live count"
+    );
+    assert_eq!(
+        state, live_addrs,
+        "trial {trial}: state and live differ (orphaned or unrecorded resources)"
+    );
     let owners: BTreeSet<&Option<String>> = live.iter().map(|(_, o)| o).collect();
-    assert_eq!(owners.len(), 1, "trial {trial}: every live resource carries this stack's marker");
-    assert!(owners.iter().all(|o| o.is_some()), "trial {trial}: unowned resources");
+    assert_eq!(
+        owners.len(),
+        1,
+        "trial {trial}: every live resource carries this stack's marker"
+    );
+    assert!(
+        owners.iter().all(|o| o.is_some()),
+        "trial {trial}: unowned resources"
+    );
 }
 
 /// 12 kills spread over a first create and 12 over a change (updates and deletes).
@@ -128,7 +185,10 @@ fn kill_9_at_24_moments_then_the_next_apply_converges() {
         }
         let before = objects(&w);
         let step = trial / 2;
-        killed_apply(&w, durations[usize::from(changed)].mul_f64((step as f64 + 0.5) / 12.0));
+        killed_apply(
+            &w,
+            durations[usize::from(changed)].mul_f64((step as f64 + 0.5) / 12.0),
+        );
         let at_kill = objects(&w);
         assert_converged(&w, changed, trial);
         // A kill landed mid-apply when some, but not all, of the changes had been made.
@@ -138,5 +198,8 @@ fn kill_9_at_24_moments_then_the_next_apply_converges() {
         }
     }
     eprintln!("kills that landed mid-apply: {mid_apply} of 24");
-    assert!(mid_apply >= 12, "only {mid_apply} of 24 kills landed mid-apply; the apply is too fast to test");
+    assert!(
+        mid_apply >= 12,
+        "only {mid_apply} of 24 kills landed mid-apply; the apply is too fast to test"
+    );
 }

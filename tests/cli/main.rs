@@ -15,9 +15,17 @@ pub struct Work {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Work {
+    fn default() -> Self {
+        Work::new()
+    }
+}
+
 impl Work {
     pub fn new() -> Work {
-        Work { dir: tempfile::tempdir().expect("temp dir") }
+        Work {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// A copy of examples/quickstart at `./shop`.
@@ -48,8 +56,15 @@ impl Work {
     /// A `cairn` command run from the work directory, colors off.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.args(args).current_dir(self.dir.path()).env("NO_COLOR", "1").env_remove("CAIRN_ENV");
-        for k in ["CAIRN_SANDBOX_LATENCY_MS", "CAIRN_SANDBOX_FAIL", "CAIRN_SANDBOX_BATCH"] {
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("CAIRN_ENV");
+        for k in [
+            "CAIRN_SANDBOX_LATENCY_MS",
+            "CAIRN_SANDBOX_FAIL",
+            "CAIRN_SANDBOX_BATCH",
+        ] {
             c.env_remove(k);
         }
         c
@@ -62,7 +77,11 @@ impl Work {
     /// Runs and asserts the exit code, printing the output when it differs.
     pub fn ok(&self, args: &[&str], code: i32) -> Run {
         let r = self.run(args);
-        assert_eq!(r.code, code, "cairn {args:?} exited {}\nstdout:\n{}\nstderr:\n{}", r.code, r.stdout, r.stderr);
+        assert_eq!(
+            r.code, code,
+            "cairn {args:?} exited {}\nstdout:\n{}\nstderr:\n{}",
+            r.code, r.stdout, r.stderr
+        );
         r
     }
 
@@ -70,7 +89,8 @@ impl Work {
         let mut a = args.to_vec();
         a.push("--json");
         let r = self.run(&a);
-        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("cairn {a:?}: not JSON ({e}):\n{}\n{}", r.stdout, r.stderr))
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("cairn {a:?}: not JSON ({e}):\n{}\n{}", r.stdout, r.stderr))
     }
 }
 

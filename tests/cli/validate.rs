@@ -9,7 +9,11 @@ fn invalid(body: &str) -> String {
     let w = Work::new();
     w.write("s/stack.toml", &format!("{HEAD}{body}"));
     let r = w.ok(&["validate", "s"], 1);
-    assert!(r.stdout.is_empty(), "no success line on failure: {}", r.stdout);
+    assert!(
+        r.stdout.is_empty(),
+        "no success line on failure: {}",
+        r.stdout
+    );
     r.stderr
 }
 
@@ -159,7 +163,12 @@ fn undefined_variable_and_unknown_environment() {
     );
     insta::assert_snapshot!(w.ok(&["validate", "s"], 1).stderr);
     let r = w.ok(&["validate", "s", "--env", "prod"], 1);
-    assert!(r.stderr.contains("unknown environment `prod`") && r.stderr.contains("declared environments: staging"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown environment `prod`")
+            && r.stderr.contains("declared environments: staging"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -167,29 +176,68 @@ fn environment_overrides_variables() {
     let w = Work::quickstart();
     let prod = w.json(&["plan", "shop"]);
     let staging = w.json(&["plan", "shop", "--env", "staging"]);
-    let zone = |v: &serde_json::Value| v["changes"].as_array().unwrap().iter().find(|c| c["address"].as_str().unwrap().starts_with("zone.")).unwrap()["address"].clone();
+    let zone = |v: &serde_json::Value| {
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"].as_str().unwrap().starts_with("zone."))
+            .unwrap()["address"]
+            .clone()
+    };
     assert_eq!(zone(&prod), "zone.shop.example.com");
     assert_eq!(zone(&staging), "zone.staging.shop.example.com");
     assert_eq!(staging["environment"], "staging");
-    let api_min = staging["changes"].as_array().unwrap().iter().find(|c| c["address"] == "group.api@aws/eu-west-1").unwrap()["after"]["min"].clone();
+    let api_min = staging["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "group.api@aws/eu-west-1")
+        .unwrap()["after"]["min"]
+        .clone();
     assert_eq!(api_min, 1, "the staging override of api_min applies");
 }
 
 #[test]
 fn all_errors_across_files_at_once_in_json() {
     let w = Work::new();
-    w.write("s/a.toml", &format!("{HEAD}[[zone]]\nname = \"example.com\"\ncloud = \"mars\"\n"));
+    w.write(
+        "s/a.toml",
+        &format!("{HEAD}[[zone]]\nname = \"example.com\"\ncloud = \"mars\"\n"),
+    );
     w.write("s/b.toml", "[[record]]\nzone = \"example.com\"\nname = \"www\"\ntype = \"A\"\nttl = 9999999\nvalues = [\"192.0.2.1\"]\n");
     let v = w.json(&["validate", "s"]);
     assert_eq!(v["valid"], false);
-    let positions: Vec<String> = v["diagnostics"].as_array().unwrap().iter().map(|d| format!("{}:{}:{} {}", d["file"].as_str().unwrap(), d["line"], d["column"], d["code"].as_str().unwrap())).collect();
-    assert_eq!(positions, vec!["s/a.toml:6:9 config::type", "s/b.toml:5:7 config::invalid_value"]);
+    let positions: Vec<String> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{} {}",
+                d["file"].as_str().unwrap(),
+                d["line"],
+                d["column"],
+                d["code"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        positions,
+        vec![
+            "s/a.toml:6:9 config::type",
+            "s/b.toml:5:7 config::invalid_value"
+        ]
+    );
 }
 
 #[test]
 fn quickstart_is_valid() {
     let w = Work::quickstart();
     let r = w.ok(&["validate", "shop"], 0);
-    assert_eq!(r.stdout, "Valid: stack `shop` (production): 1 zone, 4 records, 5 groups.\n");
+    assert_eq!(
+        r.stdout,
+        "Valid: stack `shop` (production): 1 zone, 4 records, 5 groups.\n"
+    );
     assert_eq!(r.stderr, "");
 }
