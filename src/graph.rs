@@ -79,6 +79,30 @@ impl Graph {
         }
     }
 
+    /// Sorted, deduplicated edges as (dependency, dependent).
+    fn edges(&self) -> Vec<(&Address, &Address)> {
+        let mut edges: Vec<(&Address, &Address)> = self
+            .graph
+            .edge_references()
+            .map(|e| (self.addr(e.source()), self.addr(e.target())))
+            .collect();
+        edges.sort();
+        edges.dedup();
+        edges
+    }
+
+    /// `{"nodes": [...], "edges": [{"from": dependency, "to": dependent}]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut nodes: Vec<&Address> = self.addresses.iter().collect();
+        nodes.sort();
+        let edges: Vec<serde_json::Value> = self
+            .edges()
+            .into_iter()
+            .map(|(from, to)| serde_json::json!({ "from": from, "to": to }))
+            .collect();
+        serde_json::json!({ "nodes": nodes, "edges": edges })
+    }
+
     /// Graphviz DOT; edges point from a dependency to what depends on it.
     pub fn to_dot(&self) -> String {
         let mut out = String::from(
@@ -89,14 +113,7 @@ impl Graph {
         for a in nodes {
             let _ = writeln!(out, "  \"{a}\";");
         }
-        let mut edges: Vec<(&Address, &Address)> = self
-            .graph
-            .edge_references()
-            .map(|e| (self.addr(e.source()), self.addr(e.target())))
-            .collect();
-        edges.sort();
-        edges.dedup();
-        for (from, to) in edges {
+        for (from, to) in self.edges() {
             let _ = writeln!(out, "  \"{from}\" -> \"{to}\";");
         }
         out.push_str("}\n");

@@ -24,7 +24,7 @@ use crate::model::{Address, Cloud, ProviderKind};
 use crate::plan::{self, Filter, Plan};
 use crate::provider::sandbox::Sandbox;
 use crate::provider::{LiveResource, Provider, Scope};
-use crate::state::{LocalState, LockError, StateError, StateLock};
+use crate::state::{LocalState, LockError, LockStatus, StateError, StateLock};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
@@ -90,7 +90,11 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
         Command::Graph(a) => {
             let (stack, _) = load(&a, ui)?;
             let g = crate::graph::Graph::build(&stack.resources)?;
-            print!("{}", g.to_dot());
+            if ui.json {
+                ui.print_json(&g.to_json());
+            } else {
+                print!("{}", g.to_dot());
+            }
             Ok(EXIT_OK)
         }
         Command::State(c) => state_cmd(c, ui),
@@ -272,6 +276,7 @@ fn make_plan(
     destroy: bool,
     command: &str,
     rt: &tokio::runtime::Runtime,
+    ui: &Ui,
 ) -> Result<Planned, Failure> {
     let target = target_of(stack)?;
     let state_lock = LocalState::lock(&target.state_dir, command, lock.lock_timeout)?;
@@ -285,6 +290,9 @@ fn make_plan(
         (state.join().expect("state reader panicked"), refreshed)
     });
     let state = state?;
+    if let Some(h) = state.interrupted() {
+        ui.note(&format!("the previous {h} was interrupted; its completed changes are in the state and this plan picks up where it stopped"));
+    }
     let (providers, live) = refreshed?;
     let filter = Filter {
         targets: filter.target.clone(),
@@ -318,7 +326,7 @@ fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
     let rt = runtime();
     let Planned {
         plan, providers, ..
-    } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt)?;
+    } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt, ui)?;
     if let Some(out) = &a.out {
         let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
         std::fs::write(out, body).map_err(|e| {
@@ -404,7 +412,7 @@ fn run_apply(
         plan,
         mut state,
         providers,
-    } = make_plan(&stack, filter, lock, destroy, command, &rt)?;
+    } = make_plan(&stack, filter, lock, destroy, command, &rt, ui)?;
     if !ui.json {
         print!("{}", plan::render(&plan, ui.color_out));
     }
@@ -671,21 +679,40 @@ fn state_cmd(c: StateCommand, ui: &Ui) -> CmdResult {
         StateCommand::Unlock(a) => {
             let (stack, _) = load(&a, ui)?;
             let dir = state_dir(&stack)?;
-            match StateLock::holder(&dir).map_err(|e| Diag::error("state::error", e.to_string()))? {
-                None => {
-                    println!(
-                        "The state is not locked. (A lock held by a process that died is released by the OS at once.)"
+            let io = |e: std::io::Error| Diag::error("state::error", e.to_string());
+            match StateLock::status(&dir).map_err(io)? {
+                LockStatus::Free => {
+                    ui.message(
+                        "The state is not locked.",
+                        serde_json::json!({ "locked": false }),
                     );
                     Ok(EXIT_OK)
                 }
-                Some(h) => Err(
-                    Diag::error("state::locked", format!("the state is locked by {h}"))
-                        .help(format!(
-                            "the lock is released when that process ends; to stop it: kill {}",
-                            h.pid
-                        ))
-                        .into(),
-                ),
+                LockStatus::Stale(_) => {
+                    let h = StateLock::clear_stale(&dir).map_err(io)?;
+                    let text = match &h {
+                        Some(h) => format!(
+                            "Cleared a stale lock left by {h}, which is no longer running. Run `cairn plan` to see where it stopped."
+                        ),
+                        None => "The state is not locked.".to_string(),
+                    };
+                    ui.message(&text, serde_json::json!({ "locked": false, "cleared": h }));
+                    Ok(EXIT_OK)
+                }
+                LockStatus::Held(h) => Err(Diag::error(
+                    "state::locked",
+                    format!("the state is locked by {h}"),
+                )
+                .help(format!(
+                    "the lock is released when that process ends; to stop it: kill {}",
+                    h.pid
+                ))
+                .into()),
+                LockStatus::HeldUnknown => Err(Diag::error(
+                    "state::locked",
+                    "the state is locked by another process",
+                )
+                .into()),
             }
         }
     }

@@ -104,7 +104,10 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
                 })
                 .map_err(io)?;
             let id = result.map_err(|e| Diag::error("sandbox::usage", e))?;
-            println!("Changed {id} in the sandbox. `cairn plan` will show the drift.");
+            ui.message(
+                &format!("Changed {id} in the sandbox. `cairn plan` will show the drift."),
+                serde_json::json!({ "changed": id }),
+            );
             Ok(EXIT_OK)
         }
         SandboxCommand::Delete { what, dir } => {
@@ -139,7 +142,10 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
                 })
                 .map_err(io)?;
             let id = result.map_err(|e| Diag::error("sandbox::usage", e))?;
-            println!("Deleted {id} from the sandbox.");
+            ui.message(
+                &format!("Deleted {id} from the sandbox."),
+                serde_json::json!({ "deleted": id }),
+            );
             Ok(EXIT_OK)
         }
         SandboxCommand::Resize {
@@ -179,7 +185,10 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
                 })
                 .map_err(io)?;
             let id = result.map_err(|e| Diag::error("sandbox::usage", e))?;
-            println!("Resized {id} to {desired} replicas.");
+            ui.message(
+                &format!("Resized {id} to {desired} replicas."),
+                serde_json::json!({ "resized": id, "desired": desired }),
+            );
             Ok(EXIT_OK)
         }
         SandboxCommand::Endpoint {
@@ -199,9 +208,13 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
                 )
             })
             .map_err(io)?;
-            println!(
+            let text = format!(
                 "Endpoint of {deployment} is now {}.",
                 if up { "UP" } else { "DOWN" }
+            );
+            ui.message(
+                &text,
+                serde_json::json!({ "endpoint": deployment, "up": up }),
             );
             Ok(EXIT_OK)
         }

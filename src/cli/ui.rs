@@ -53,6 +53,21 @@ impl Ui {
         );
     }
 
+    /// A note for the user on stderr (kept out of JSON output on stdout).
+    pub fn note(&self, text: &str) {
+        let style = console::Style::new().force_styling(self.color_err).cyan();
+        eprintln!("{} {text}", style.apply_to("note:"));
+    }
+
+    /// Prints a one-line result: the text, or the JSON value with --json.
+    pub fn message(&self, text: &str, json: serde_json::Value) {
+        if self.json {
+            self.print_json(&json);
+        } else {
+            println!("{text}");
+        }
+    }
+
     pub fn ok(&self, text: &str) -> String {
         console::Style::new()
             .force_styling(self.color_out)

@@ -46,6 +46,9 @@ pub enum LockError {
 /// Holds the lock until dropped.
 pub struct StateLock {
     file: File,
+    /// The record of a previous holder that died while holding the lock, if any: its run
+    /// was interrupted (what it completed is in the state).
+    pub interrupted: Option<LockHolder>,
 }
 
 const LOCK_FILE: &str = "lock";
@@ -81,6 +84,7 @@ impl StateLock {
                 Err(TryLockError::Error(e)) => return Err(io_err(e)),
             }
         }
+        let interrupted = read_holder(&mut file);
         let holder = LockHolder {
             pid: std::process::id(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -94,26 +98,55 @@ impl StateLock {
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         file.write_all(&body).map_err(io_err)?;
         file.sync_data().map_err(io_err)?;
-        Ok(StateLock { file })
+        Ok(StateLock { file, interrupted })
     }
 
-    /// Who holds the lock at `dir` now, if anyone.
-    pub fn holder(dir: &Path) -> io::Result<Option<LockHolder>> {
+    /// Whether the lock at `dir` is free, held, or free with a record left by a holder that
+    /// died (the OS released its lock; only the record remains).
+    pub fn status(dir: &Path) -> io::Result<LockStatus> {
         let path = dir.join(LOCK_FILE);
         let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LockStatus::Free),
             Err(e) => return Err(e),
         };
         match file.try_lock() {
             Ok(()) => {
+                let stale = read_holder(&mut file);
                 file.unlock()?;
-                Ok(None)
+                Ok(stale.map_or(LockStatus::Free, LockStatus::Stale))
             }
-            Err(TryLockError::WouldBlock) => Ok(read_holder(&mut file)),
+            Err(TryLockError::WouldBlock) => {
+                Ok(read_holder(&mut file).map_or(LockStatus::HeldUnknown, LockStatus::Held))
+            }
             Err(TryLockError::Error(e)) => Err(e),
         }
     }
+
+    /// Removes a record left by a holder that died. Returns it, or `None` if there was none.
+    pub fn clear_stale(dir: &Path) -> io::Result<Option<LockHolder>> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        if file.try_lock().is_err() {
+            return Ok(None);
+        }
+        let stale = read_holder(&mut file);
+        file.set_len(0)?;
+        file.sync_data()?;
+        file.unlock()?;
+        Ok(stale)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockStatus {
+    Free,
+    Held(LockHolder),
+    HeldUnknown,
+    /// Free, but the previous holder ended without releasing it (killed or crashed).
+    Stale(LockHolder),
 }
 
 impl Drop for StateLock {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use lock::{LockError, LockHolder, StateLock};
+pub use lock::{LockError, LockHolder, LockStatus, StateLock};
 
 use crate::journal::{Journal, Journaled};
 use crate::model::{Address, Attrs, ProviderRef};
@@ -71,7 +71,7 @@ pub struct LocalState {
     dir: PathBuf,
     journal: Journal<State>,
     /// Held while this handle may write.
-    _lock: Option<StateLock>,
+    lock: StateLock,
 }
 
 const STEM: &str = "state";
@@ -107,7 +107,7 @@ impl LocalState {
         Ok(LocalState {
             dir: dir.to_path_buf(),
             journal,
-            _lock: Some(lock),
+            lock,
         })
     }
 
@@ -131,6 +131,11 @@ impl LocalState {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The previous holder of the lock, if it died holding it (its run was interrupted).
+    pub fn interrupted(&self) -> Option<&LockHolder> {
+        self.lock.interrupted.as_ref()
     }
 
     /// Persists one atomic batch of operations.

@@ -69,3 +69,57 @@ fn regex_lite_replace(s: &str) -> String {
         .unwrap_or(s.len());
     format!("{}(pid PID on HOST, since TIME){}", &s[..start], &s[end..])
 }
+
+/// Starts a slow apply, waits until it holds the lock, then kills it (-9).
+fn kill_apply_holding_the_lock(w: &Work) -> u32 {
+    let mut child = w
+        .cmd(&["apply", "shop", "--auto-approve"])
+        .env("CAIRN_SANDBOX_LATENCY_MS", "200")
+        .env("CAIRN_SANDBOX_BATCH", "1")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while w.run(&["state", "unlock", "shop"]).code == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the apply never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn a_killed_holder_never_blocks_and_its_record_is_reported_and_clearable() {
+    let w = Work::quickstart();
+    let pid = kill_apply_holding_the_lock(&w);
+    // The OS released the lock: the next run proceeds at once and says what happened.
+    let r = w.ok(&["plan", "shop"], 0);
+    assert!(
+        r.stderr
+            .starts_with(&format!("note: the previous `cairn apply` (pid {pid} on "))
+            && r.stderr.contains("was interrupted"),
+        "{}",
+        r.stderr
+    );
+
+    let pid = kill_apply_holding_the_lock(&w);
+    let r = w.ok(&["state", "unlock", "shop"], 0);
+    assert!(
+        r.stdout.starts_with(&format!(
+            "Cleared a stale lock left by `cairn apply` (pid {pid} on "
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        w.ok(&["state", "unlock", "shop"], 0).stdout,
+        "The state is not locked.\n"
+    );
+    w.ok(&["apply", "shop", "--auto-approve"], 0);
+    w.ok(&["plan", "shop", "--detailed-exitcode"], 0);
+}
