@@ -69,7 +69,14 @@ impl From<StateError> for Failure {
 type CmdResult = Result<i32, Failure>;
 
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    // Usage errors exit 1, like every other error: 2 means only "changes pending".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+        }
+    };
     let ui = Ui::new(cli.no_color, cli.json);
     match run(cli, &ui) {
         Ok(code) => code,

@@ -353,3 +353,24 @@ fn graph_prints_dot() {
     let r = w.ok(&["graph", "shop"], 0);
     insta::assert_snapshot!("graph", r.stdout);
 }
+
+#[test]
+fn exit_codes_usage_help_and_completions() {
+    let w = Work::new();
+    let r = w.ok(&["plan", "--bogus"], 1);
+    assert!(
+        r.stderr.contains("unexpected argument '--bogus'"),
+        "{}",
+        r.stderr
+    );
+    w.ok(&[], 1);
+    let help = w.ok(&["--help"], 0);
+    assert!(
+        help.stdout
+            .contains("Exit codes: 0 success · 1 error · 2 changes pending"),
+        "{}",
+        help.stdout
+    );
+    let bash = w.ok(&["completions", "bash"], 0);
+    assert!(bash.stdout.contains("_cairn()"), "bash completion function");
+}

@@ -9,21 +9,7 @@ use crate::Work;
 #[test]
 fn second_apply_fails_at_once_naming_the_holder_or_waits() {
     let w = Work::quickstart();
-    let mut first = w
-        .cmd(&["apply", "shop", "--auto-approve"])
-        .env("CAIRN_SANDBOX_LATENCY_MS", "300")
-        .env("CAIRN_SANDBOX_BATCH", "1")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while w.run(&["state", "unlock", "shop"]).code == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the first apply never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = apply_holding_the_lock(&w, 300);
 
     let t = Instant::now();
     let r = w.ok(&["apply", "shop", "--auto-approve"], 1);
@@ -70,11 +56,11 @@ fn regex_lite_replace(s: &str) -> String {
     format!("{}(pid PID on HOST, since TIME){}", &s[..start], &s[end..])
 }
 
-/// Starts a slow apply, waits until it holds the lock, then kills it (-9).
-fn kill_apply_holding_the_lock(w: &Work) -> u32 {
-    let mut child = w
+/// Starts an apply slowed by `latency_ms` per sandbox call; returns once it holds the lock.
+fn apply_holding_the_lock(w: &Work, latency_ms: u32) -> std::process::Child {
+    let child = w
         .cmd(&["apply", "shop", "--auto-approve"])
-        .env("CAIRN_SANDBOX_LATENCY_MS", "200")
+        .env("CAIRN_SANDBOX_LATENCY_MS", latency_ms.to_string())
         .env("CAIRN_SANDBOX_BATCH", "1")
         .stdout(Stdio::null())
         .spawn()
@@ -87,6 +73,12 @@ fn kill_apply_holding_the_lock(w: &Work) -> u32 {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+/// Kills (-9) an apply that holds the lock; returns its pid.
+fn kill_apply_holding_the_lock(w: &Work) -> u32 {
+    let mut child = apply_holding_the_lock(w, 200);
     let pid = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
