@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::Work;
 
 const ZONES: usize = 3;
-const RECORDS: usize = 50;
+const RECORDS: usize = 300;
 const GROUPS: usize = 6;
 
-/// A stack of 3 zones × 50 records and 6 groups; `changed` edits TTLs, drops a zone and
+/// A stack of 3 zones × 300 records and 6 groups (909 resources); `changed` edits TTLs, drops a zone and
 /// its records, and resizes groups, so an apply of it updates and deletes.
 fn write_stack(w: &Work, changed: bool) {
     let mut s = String::from("[stack]\nname = \"crash\"\n\n");
@@ -44,8 +44,9 @@ fn write_stack(w: &Work, changed: bool) {
                 );
             } else {
                 s += &format!(
-                    "[[record]]\nzone = \"z{z}.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = {ttl}\nvalues = [\"198.51.100.{}\"]\n\n",
-                    r + 1
+                    "[[record]]\nzone = \"z{z}.example\"\nname = \"r{r}\"\ntype = \"A\"\nttl = {ttl}\nvalues = [\"198.51.{}.{}\"]\n\n",
+                    r / 250,
+                    r % 250 + 1
                 );
             }
         }
@@ -99,7 +100,7 @@ fn sandbox(w: &Work) -> Vec<(String, Option<String>)> {
 fn slow_apply(w: &Work) -> std::process::Child {
     w.cmd(&["apply", "s", "--auto-approve"])
         .env("CAIRN_SANDBOX_LATENCY_MS", "10")
-        .env("CAIRN_SANDBOX_BATCH", "4")
+        .env("CAIRN_SANDBOX_BATCH", "16")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -123,7 +124,11 @@ fn calibrate(changed: bool) -> Duration {
         write_stack(&w, true);
     }
     let start = std::time::Instant::now();
-    assert!(slow_apply(&w).wait().unwrap().success());
+    assert!(
+        slow_apply(&w).wait().unwrap().success(),
+        "calibration apply failed: {}",
+        w.run(&["validate", "s"]).stderr
+    );
     start.elapsed()
 }
 
