@@ -100,7 +100,7 @@ pub struct StackArgs {
     #[arg(default_value = ".")]
     pub dir: PathBuf,
 
-    /// Environment whose variable overrides apply (default: [stack] environment).
+    /// Environment (default: [stack] environment): selects variable overrides, state and sandbox.
     #[arg(long, short = 'e', env = "CAIRN_ENV")]
     pub env: Option<String>,
 }
@@ -151,6 +151,7 @@ pub struct ApplyArgs {
     #[arg(default_value = ".", value_name = "DIR|PLANFILE")]
     pub path: PathBuf,
 
+    /// Environment (default: [stack] environment): selects variable overrides, state and sandbox.
     #[arg(long, short = 'e', env = "CAIRN_ENV")]
     pub env: Option<String>,
 
@@ -179,6 +180,7 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
+    /// How many change batches may be in flight at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
 }
@@ -188,6 +190,7 @@ pub struct ShowArgs {
     /// A stack directory (shows its state) or a saved plan file.
     #[arg(default_value = ".", value_name = "DIR|PLANFILE")]
     pub path: PathBuf,
+    /// Environment (default: [stack] environment): selects variable overrides, state and sandbox.
     #[arg(long, short = 'e', env = "CAIRN_ENV")]
     pub env: Option<String>,
 }
@@ -198,6 +201,7 @@ pub enum StateCommand {
     List(StackArgs),
     /// Show one resource as recorded.
     Show {
+        /// The resource's address, e.g. `record.shop.example.com/api/A`.
         address: String,
         #[command(flatten)]
         stack: StackArgs,
@@ -205,10 +209,12 @@ pub enum StateCommand {
     /// Stop managing resources: forget them and clear their ownership marker (the live
     /// resources stay).
     Rm {
+        /// Addresses to forget, e.g. `group.api@aws/us-east-1`.
         #[arg(required = true)]
         addresses: Vec<String>,
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
+        /// Environment (default: [stack] environment): selects variable overrides, state and sandbox.
         #[arg(long, short = 'e', env = "CAIRN_ENV")]
         env: Option<String>,
         #[command(flatten)]
@@ -226,6 +232,7 @@ pub struct ImportArgs {
     pub id: String,
     #[arg(long, short = 'C', default_value = ".")]
     pub dir: PathBuf,
+    /// Environment (default: [stack] environment): selects variable overrides, state and sandbox.
     #[arg(long, short = 'e', env = "CAIRN_ENV")]
     pub env: Option<String>,
     #[command(flatten)]
@@ -243,8 +250,8 @@ pub enum SandboxCommand {
         name: String,
         #[arg(value_name = "TYPE")]
         rtype: String,
-        /// New TTL.
-        #[arg(long)]
+        /// New TTL in seconds.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=604_800))]
         ttl: Option<u32>,
         /// New value(s) for a simple record (repeatable).
         #[arg(long = "value")]
@@ -287,4 +294,7 @@ pub struct SandboxDir {
     /// The stack whose sandbox to use.
     #[arg(long = "dir", short = 'C', default_value = ".")]
     pub dir: PathBuf,
+    /// Environment (default: [stack] environment): selects variable overrides, state and sandbox.
+    #[arg(long, short = 'e', env = "CAIRN_ENV")]
+    pub env: Option<String>,
 }

@@ -197,7 +197,8 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The providers serving the target's clouds. Real clouds are validated but not yet served.
+/// The providers serving the target's clouds. Real clouds are validated but not yet served:
+/// `check_providers` refuses a stack whose resources need them.
 fn providers(target: &plan::Target) -> Result<ProviderSet, Failure> {
     let sandbox_clouds: Vec<Cloud> = target
         .clouds
@@ -205,20 +206,6 @@ fn providers(target: &plan::Target) -> Result<ProviderSet, Failure> {
         .filter(|(_, k)| **k == ProviderKind::Sandbox)
         .map(|(c, _)| *c)
         .collect();
-    if let Some((cloud, _)) = target
-        .clouds
-        .iter()
-        .find(|(_, k)| **k != ProviderKind::Sandbox)
-    {
-        return Err(Diag::error(
-            "provider::unavailable",
-            format!("the {cloud} provider is not available in this version of cairn"),
-        )
-        .help(format!(
-            "remove [provider.{cloud}] to run {cloud} resources on the embedded sandbox"
-        ))
-        .into());
-    }
     let sandbox = Sandbox::open(&target.sandbox_dir, sandbox_clouds).map_err(|e| {
         Diag::error(
             "provider::sandbox",
@@ -234,6 +221,30 @@ fn providers(target: &plan::Target) -> Result<ProviderSet, Failure> {
         Arc::new(sandbox) as Arc<dyn Provider>,
     );
     Ok(set)
+}
+
+/// Refuses, before anything is locked or written, a stack whose resources need a provider
+/// this version cannot serve.
+fn check_providers(stack: &Stack) -> Result<(), Failure> {
+    match stack
+        .resources
+        .iter()
+        .find(|r| r.provider.kind != ProviderKind::Sandbox)
+    {
+        Some(r) => {
+            let cloud = r.provider.cloud;
+            Err(Diag::error(
+                "provider::unavailable",
+                format!("the {cloud} provider is not available in this version of cairn"),
+            )
+            .at(r.origin.clone(), format!("{} needs it", r.address))
+            .help(format!(
+                "remove [provider.{cloud}] to run {cloud} resources on the embedded sandbox"
+            ))
+            .into())
+        }
+        None => Ok(()),
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -285,7 +296,20 @@ fn make_plan(
     rt: &tokio::runtime::Runtime,
     ui: &Ui,
 ) -> Result<Planned, Failure> {
-    let target = target_of(stack)?;
+    // Checks that need no lock come first, so a refusal leaves nothing behind.
+    let filter = Filter {
+        targets: filter.target.clone(),
+        excludes: filter.exclude.clone(),
+    };
+    for pattern in filter.targets.iter().chain(&filter.excludes) {
+        if pattern.trim_end_matches('*').parse::<Address>().is_err() && !pattern.ends_with('*') {
+            return Err(Diag::error("cli::address", format!("`{pattern}` is not an address"))
+                .help("addresses look like zone.NAME, record.ZONE/NAME/TYPE, group.SERVICE@CLOUD/REGION")
+                .into());
+        }
+    }
+    check_providers(stack)?;
+    let mut target = target_of(stack)?;
     let state_lock = LocalState::lock(&target.state_dir, command, lock.lock_timeout)?;
     // Under the lock, read the state while the providers refresh.
     let (state, refreshed) = std::thread::scope(|s| {
@@ -300,17 +324,15 @@ fn make_plan(
     if let Some(h) = state.interrupted() {
         ui.note(&format!("the previous {h} was interrupted; its completed changes are in the state and this plan picks up where it stopped"));
     }
-    let (providers, live) = refreshed?;
-    let filter = Filter {
-        targets: filter.target.clone(),
-        excludes: filter.exclude.clone(),
-    };
-    for pattern in filter.targets.iter().chain(&filter.excludes) {
-        if pattern.trim_end_matches('*').parse::<Address>().is_err() && !pattern.ends_with('*') {
-            return Err(Diag::error("cli::address", format!("`{pattern}` is not an address"))
-                .help("addresses look like zone.NAME, record.ZONE/NAME/TYPE, group.SERVICE@CLOUD/REGION")
-                .into());
-        }
+    let (providers, mut live) = refreshed?;
+    // Zones and groups only the state still mentions (removed from the config) are listed
+    // too, or their resources could not be found to delete.
+    let extra = target.scope.missing_from(state.state());
+    if !extra.is_empty() {
+        live.extend(rt.block_on(refresh(&providers, &extra))?);
+        let mut seen = std::collections::HashSet::new();
+        live.retain(|l| seen.insert((l.provider, l.id.clone())));
+        target.scope.extend(extra);
     }
     let plan = plan::plan(plan::PlanInput {
         stack,
@@ -408,6 +430,13 @@ fn run_apply(
     parallelism: usize,
     ui: &Ui,
 ) -> CmdResult {
+    if ui.json && !auto_approve {
+        return Err(Diag::error(
+            "cli::usage",
+            "--json needs --auto-approve: a confirmation prompt cannot share stdout with JSON",
+        )
+        .into());
+    }
     let (stack, _) = load(s, ui)?;
     let rt = runtime();
     let command = if destroy {
@@ -424,12 +453,7 @@ fn run_apply(
         print!("{}", plan::render(&plan, ui.color_out));
     }
     if !plan.has_changes() {
-        if ui.json {
-            ui.print_json(
-                &serde_json::json!({ "plan": plan.summary, "outcome": Outcome::default() }),
-            );
-        }
-        return Ok(EXIT_OK);
+        return Ok(nothing_to_do(&plan, ui));
     }
     if !auto_approve && !confirm(destroy)? {
         println!("\nApply cancelled: nothing was changed.");
@@ -547,9 +571,17 @@ fn apply_saved(path: &Path, lock_timeout: Duration, parallelism: usize, ui: &Ui)
         print!("{}", plan::render(&plan, ui.color_out));
     }
     if !plan.has_changes() {
-        return Ok(EXIT_OK);
+        return Ok(nothing_to_do(&plan, ui));
     }
     execute(&plan, &providers, &mut state, parallelism, ui, &rt)
+}
+
+/// An apply with nothing to do: the plan already said so in text; JSON needs a document.
+fn nothing_to_do(plan: &Plan, ui: &Ui) -> i32 {
+    if ui.json {
+        ui.print_json(&serde_json::json!({ "plan": plan.summary, "outcome": Outcome::default() }));
+    }
+    EXIT_OK
 }
 
 fn show(a: &ShowArgs, ui: &Ui) -> CmdResult {
@@ -758,6 +790,16 @@ fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
             "import::mismatch",
             format!("`{}` is {}, not {addr}", a.id, found.address()),
         )
+        .into());
+    }
+    if let Some(owner) = &found.owner
+        && *owner != state.state().lineage
+    {
+        return Err(Diag::error(
+            "import::owned",
+            format!("{addr} is managed by another stack or environment (owner {owner})"),
+        )
+        .help("remove it from that stack's state first (`cairn state rm`), then import it here")
         .into());
     }
     if state.state().lineage.is_empty() {

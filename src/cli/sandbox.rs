@@ -12,11 +12,9 @@ use crate::model::{Address, Attrs, Cloud, RecordAttrs, RecordType, Routing};
 use crate::provider::sandbox::{Object, Sandbox, SandboxOp, sandbox_id};
 
 fn open(d: &SandboxDir) -> Result<Sandbox, Failure> {
-    // Honour a stack's `[provider.sandbox] path`; fall back to the default location.
-    let dir: PathBuf = match config::load_stack(&d.dir, None) {
-        Ok((stack, _)) => stack.providers.sandbox_dir,
-        Err(_) => d.dir.join(".cairn").join("sandbox"),
-    };
+    // The stack says where its sandbox is (per environment, or `[provider.sandbox] path`).
+    let (stack, _) = config::load_stack(&d.dir, d.env.as_deref())?;
+    let dir: PathBuf = stack.providers.sandbox_dir;
     Sandbox::open(&dir, Cloud::ALL).map_err(|e| {
         Diag::error(
             "sandbox::open",
@@ -197,6 +195,24 @@ pub fn run(cmd: SandboxCommand, ui: &Ui) -> CmdResult {
             dir,
         } => {
             let sb = open(&dir)?;
+            let address: Address = format!("group.{deployment}")
+                .parse()
+                .map_err(|e: String| Diag::error("sandbox::usage", e))?;
+            let known = sb
+                .call(|c| {
+                    (
+                        Vec::new(),
+                        c.objects
+                            .keys()
+                            .any(|id| id.ends_with(&format!("/{address}"))),
+                    )
+                })
+                .map_err(io)?;
+            if !known {
+                return Err(Diag::error("sandbox::usage", format!("no deployment `{deployment}` in the sandbox"))
+                    .help("deployments are written SERVICE@CLOUD/REGION; `cairn sandbox list` shows the groups")
+                    .into());
+            }
             let up = state == "up";
             sb.call(|_| {
                 (

@@ -44,8 +44,12 @@ struct Compiler {
     broken: Vec<(String, String)>,
 }
 
+/// Whether `name` may be an entry of `section` that failed to decode. A name that was itself
+/// an unresolved `${...}` could be anything, so it covers every name.
 fn is_broken(broken: &[(String, String)], section: &str, name: &str) -> bool {
-    broken.iter().any(|(s, n)| s == section && n == name)
+    broken
+        .iter()
+        .any(|(s, n)| s == section && (n == name || n.contains("${")))
 }
 
 /// A deployment as records see it: `api@aws/us-east-1`.
@@ -222,10 +226,11 @@ impl Compiler {
     }
 
     fn providers(&mut self, raw: &RawConfig, dir: &Path) -> Providers {
+        // Each environment gets its own simulated cloud by default, as it would its own account.
         let mut seen: HashMap<String, Location> = HashMap::new();
         let mut p = Providers {
             by_cloud: BTreeMap::new(),
-            sandbox_dir: dir.join(".cairn").join("sandbox"),
+            sandbox_dir: dir.join(".cairn").join("sandbox").join(&raw.environment),
             aws: None,
             azure: None,
             gcp: None,
@@ -455,9 +460,12 @@ impl Compiler {
         resources: &mut Vec<Desired>,
     ) -> BTreeMap<String, Cloud> {
         self.check_unique(
-            raw.zones
-                .iter()
-                .map(|e| (e.value.name.get().clone(), e.loc(e.value.name.span()))),
+            raw.zones.iter().map(|e| {
+                (
+                    e.value.name.get().trim_end_matches('.').to_string(),
+                    e.loc(e.value.name.span()),
+                )
+            }),
             "zone",
         );
         let mut zones = BTreeMap::new();
@@ -1053,6 +1061,20 @@ impl Compiler {
             );
             ok = false;
         }
+        // Probes are scheduled in whole seconds; say so rather than round silently.
+        for (value, raw_value) in [(interval, &raw.interval), (timeout, &raw.timeout)] {
+            if let (Some(d), Some(r)) = (value, raw_value)
+                && d.subsec_nanos() != 0
+            {
+                self.error(
+                    "config::invalid_value",
+                    format!("`{}` is not a whole number of seconds", r.get()),
+                    e.loc(r.span()),
+                    "use whole seconds, e.g. `2s`",
+                );
+                ok = false;
+            }
+        }
         let failures = raw
             .failures
             .as_ref()
@@ -1257,8 +1279,9 @@ impl Compiler {
             .enumerate()
             .map(|(i, r)| (r.address.clone(), i))
             .collect();
+        // `owners` are the addresses the entry declares (a service: one per deployment).
         let add = |c: &mut Compiler,
-                   owner: Address,
+                   owners: &[Address],
                    entry_loc: &dyn Fn(&Sp<String>) -> Location,
                    deps: &[Sp<String>]| {
             let mut found = Vec::new();
@@ -1302,10 +1325,10 @@ impl Compiler {
                     }
                 };
                 for t in targets {
-                    if t == owner {
+                    if owners.contains(&t) {
                         c.error(
                             "config::cycle",
-                            format!("`{owner}` depends on itself"),
+                            format!("`{t}` depends on itself"),
                             loc.clone(),
                             "self-reference",
                         );
@@ -1324,22 +1347,22 @@ impl Compiler {
             let owner = Address::zone(e.value.name.get().trim_end_matches('.'));
             let deps = add(
                 self,
-                owner.clone(),
+                std::slice::from_ref(&owner),
                 &|d| e.loc(d.span()),
                 &e.value.depends_on,
             );
             extra.push((owner, deps));
         }
         for e in &raw.services {
-            let svc = services.iter().find(|s| &s.name == e.value.name.get());
-            for group in svc.map(|s| s.groups.clone()).unwrap_or_default() {
-                let deps = add(
-                    self,
-                    group.clone(),
-                    &|d| e.loc(d.span()),
-                    &e.value.depends_on,
-                );
-                extra.push((group, deps));
+            // Resolved once per service, then given to each of its groups.
+            let groups = services
+                .iter()
+                .find(|s| &s.name == e.value.name.get())
+                .map(|s| s.groups.clone())
+                .unwrap_or_default();
+            let deps = add(self, &groups, &|d| e.loc(d.span()), &e.value.depends_on);
+            for group in groups {
+                extra.push((group, deps.clone()));
             }
         }
         for e in &raw.records {
@@ -1350,7 +1373,7 @@ impl Compiler {
             );
             let deps = add(
                 self,
-                owner.clone(),
+                std::slice::from_ref(&owner),
                 &|d| e.loc(d.span()),
                 &e.value.depends_on,
             );

@@ -37,7 +37,10 @@ impl<T: JsonSchema> JsonSchema for Sp<T> {
     }
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let inner = T::json_schema(generator);
-        if inner.get("type").and_then(|t| t.as_str()) == Some("string") {
+        // Plain strings already accept a reference; enums and other types get it added.
+        if inner.get("type").and_then(|t| t.as_str()) == Some("string")
+            && inner.get("enum").is_none()
+        {
             return inner;
         }
         // Any value may also be a whole `${var.NAME}` reference, resolved before typing.
@@ -105,6 +108,7 @@ pub enum VariableValue {
     Float(f64),
     Bool(bool),
     Array(Vec<VariableValue>),
+    Table(BTreeMap<String, VariableValue>),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -311,7 +315,7 @@ pub struct RawHealthCheck {
     pub path: Option<Sp<String>>,
     /// Probe interval, 1s to 5m (default `10s`).
     pub interval: Option<Sp<String>>,
-    /// Probe timeout, shorter than the interval (default: the interval, at most 5s).
+    /// Probe timeout, at most the interval (default: the interval, at most 5s).
     pub timeout: Option<Sp<String>>,
     /// Consecutive failures before unhealthy, 1 to 10 (default 3).
     pub failures: Option<Sp<i64>>,

@@ -4,6 +4,8 @@
 
 pub mod sandbox;
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Address, Attrs, Cloud, GroupAttrs, ProviderRef, RecordAttrs, ZoneAttrs};
@@ -87,6 +89,41 @@ pub type ChangeResult = Result<Option<LiveResource>, String>;
 pub struct Scope {
     pub zones: Vec<(Cloud, String)>,
     pub groups: Vec<Address>,
+}
+
+impl Scope {
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty() && self.groups.is_empty()
+    }
+
+    /// The zones and groups of `state`'s resources that this scope does not list.
+    pub fn missing_from(&self, state: &crate::state::State) -> Scope {
+        let mut zones: HashSet<(Cloud, &str)> =
+            self.zones.iter().map(|(c, z)| (*c, z.as_str())).collect();
+        let mut groups: HashSet<&Address> = self.groups.iter().collect();
+        let mut missing = Scope::default();
+        for (addr, r) in &state.resources {
+            let zone = match &r.attrs {
+                Attrs::Zone(z) => &z.name,
+                Attrs::Record(rec) => &rec.zone,
+                Attrs::Group(_) => {
+                    if groups.insert(addr) {
+                        missing.groups.push(addr.clone());
+                    }
+                    continue;
+                }
+            };
+            if zones.insert((r.provider.cloud, zone)) {
+                missing.zones.push((r.provider.cloud, zone.clone()));
+            }
+        }
+        missing
+    }
+
+    pub fn extend(&mut self, other: Scope) {
+        self.zones.extend(other.zones);
+        self.groups.extend(other.groups);
+    }
 }
 
 #[async_trait::async_trait]

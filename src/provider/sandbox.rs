@@ -263,13 +263,20 @@ impl Provider for Sandbox {
                             ))),
                         }
                     }
-                    ChangeOp::Adopt { id } | ChangeOp::Release { id } => match get(&view, id) {
+                    ChangeOp::Adopt { id } => match get(&view, id) {
                         None => Err(format!("NotFound: {} does not exist", ch.address)),
-                        Some(old) => {
-                            let owner =
-                                matches!(ch.op, ChangeOp::Adopt { .. }).then(|| owner.to_string());
-                            Ok(Some((id.clone(), Object { owner, ..old })))
-                        }
+                        Some(old) => Ok(Some((
+                            id.clone(),
+                            Object {
+                                owner: Some(owner.to_string()),
+                                ..old
+                            },
+                        ))),
+                    },
+                    // Releasing what no longer exists leaves nothing owned: done.
+                    ChangeOp::Release { id } => match get(&view, id) {
+                        None => Ok(None),
+                        Some(old) => Ok(Some((id.clone(), Object { owner: None, ..old }))),
                     },
                     ChangeOp::Delete { id } => match get(&view, id) {
                         None => Err(format!("NotFound: {} does not exist", ch.address)),

@@ -374,3 +374,105 @@ fn exit_codes_usage_help_and_completions() {
     let bash = w.ok(&["completions", "bash"], 0);
     assert!(bash.stdout.contains("_cairn()"), "bash completion function");
 }
+
+#[test]
+fn environments_have_their_own_state_and_sandbox() {
+    let w = Work::quickstart();
+    w.ok(&["apply", "shop", "--auto-approve"], 0);
+    w.ok(&["apply", "shop", "--auto-approve", "--env", "staging"], 0);
+    w.ok(&["plan", "shop", "--detailed-exitcode"], 0);
+    w.ok(
+        &["plan", "shop", "--detailed-exitcode", "--env", "staging"],
+        0,
+    );
+    let staging = w.json(&["sandbox", "list", "-C", "shop", "--env", "staging"]);
+    assert!(
+        staging["objects"]
+            .as_object()
+            .unwrap()
+            .contains_key("aws/zone.staging.shop.example.com")
+    );
+    let prod = w.json(&["sandbox", "list", "-C", "shop"]);
+    assert!(
+        !prod["objects"]
+            .as_object()
+            .unwrap()
+            .contains_key("aws/zone.staging.shop.example.com")
+    );
+}
+
+#[test]
+fn import_refuses_a_resource_another_stack_manages() {
+    let w = Work::quickstart();
+    w.ok(&["apply", "shop", "--auto-approve"], 0);
+    // A second stack (another lineage) on the same sandbox, declaring the same record.
+    std::fs::create_dir_all(w.path("other")).unwrap();
+    w.write(
+        "other/stack.toml",
+        "[stack]\nname = \"other\"\nenvironment = \"production\"\n\n[provider.sandbox]\npath = \"../shop/.cairn/sandbox/production\"\n\n[[zone]]\nname = \"shop.example.com\"\ncloud = \"aws\"\n",
+    );
+    let r = w.ok(
+        &[
+            "import",
+            "zone.shop.example.com",
+            "aws/zone.shop.example.com",
+            "-C",
+            "other",
+        ],
+        1,
+    );
+    assert!(
+        r.stderr
+            .contains("zone.shop.example.com is managed by another stack or environment"),
+        "{}",
+        r.stderr
+    );
+    w.ok(&["plan", "shop", "--detailed-exitcode"], 0);
+}
+
+#[test]
+fn provider_blocks_are_checked_against_what_uses_them() {
+    let w = Work::new();
+    let body = "[[zone]]\nname = \"example.com\"\ncloud = \"gcp\"\n";
+    // An AWS provider block that no resource uses: fine, everything runs on the sandbox.
+    w.write(
+        "s/stack.toml",
+        &format!("[stack]\nname = \"p\"\n\n[provider.aws]\nregion = \"eu-west-1\"\n\n{body}"),
+    );
+    let r = w.ok(&["plan", "s"], 0);
+    assert!(r.stdout.contains("Plan: 1 to add"), "{}", r.stdout);
+    // A GCP provider block while a zone is on GCP: refused before anything is locked or written.
+    std::fs::remove_dir_all(w.path("s/.cairn")).unwrap();
+    w.write(
+        "s/stack.toml",
+        &format!("[stack]\nname = \"p\"\n\n[provider.gcp]\nproject = \"demo\"\n\n{body}"),
+    );
+    let r = w.ok(&["plan", "s"], 1);
+    assert!(
+        r.stderr
+            .contains("the gcp provider is not available in this version of cairn"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("zone.example.com needs it"),
+        "{}",
+        r.stderr
+    );
+    assert!(!w.path("s/.cairn").exists(), "nothing written");
+}
+
+#[test]
+fn json_apply_needs_auto_approve() {
+    let w = Work::quickstart();
+    let r = w.ok(&["apply", "shop", "--json"], 1);
+    assert!(
+        r.stderr.contains("--json needs --auto-approve"),
+        "{}",
+        r.stderr
+    );
+    let v = w.json(&["apply", "shop", "--auto-approve"]);
+    assert_eq!(v["outcome"]["applied"].as_array().unwrap().len(), 10);
+    let v = w.json(&["apply", "shop", "--auto-approve"]);
+    assert_eq!(v["plan"]["unchanged"], 10);
+}

@@ -241,3 +241,18 @@ fn quickstart_is_valid() {
     );
     assert_eq!(r.stderr, "");
 }
+
+#[test]
+fn zone_names_differing_by_a_trailing_dot_are_duplicates_and_durations_are_whole_seconds() {
+    let stderr = invalid(
+        "[[zone]]\nname = \"example.com\"\ncloud = \"aws\"\n\n[[zone]]\nname = \"example.com.\"\ncloud = \"aws\"\n\n[[record]]\nzone = \"example.com\"\nname = \"www\"\ntype = \"A\"\nvalues = [\"192.0.2.1\"]\nhealth_check = { protocol = \"tcp\", port = 443, interval = \"1500ms\" }\n",
+    );
+    assert!(
+        stderr.contains("zone `example.com` is declared more than once"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`1500ms` is not a whole number of seconds"),
+        "{stderr}"
+    );
+}
