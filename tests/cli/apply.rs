@@ -59,7 +59,7 @@ fn apply_then_plan_has_no_changes_and_drift_is_shown_exactly_then_corrected() {
     insta::assert_snapshot!("drift_plan", r.stdout);
 
     let r = w.ok(&["apply", "shop", "--auto-approve"], 0);
-    insta::assert_snapshot!("drift_apply", r.stdout);
+    insta::assert_snapshot!("drift_apply", progress_sorted(&r.stdout));
     w.ok(&["plan", "shop", "--detailed-exitcode"], 0);
 }
 
@@ -116,6 +116,26 @@ fn saved_plan_applies_only_if_nothing_moved() {
         r.stdout
     );
     w.ok(&["plan", "shop", "--detailed-exitcode"], 0);
+}
+
+/// Apply output with its per-change progress lines sorted: independent batches complete in
+/// any order.
+fn progress_sorted(stdout: &str) -> String {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("Plan: "))
+        .expect("plan summary")
+        + 1;
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("Apply complete!"))
+        .expect("apply summary");
+    let mut progress = lines[start..end].to_vec();
+    progress.sort();
+    [&lines[..start], &progress, &lines[end..]]
+        .concat()
+        .join("\n")
 }
 
 fn addresses(v: &serde_json::Value) -> Vec<String> {
