@@ -3,6 +3,7 @@
 
 mod args;
 mod sandbox;
+mod state;
 mod ui;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use crate::model::{Address, Cloud, ProviderKind};
 use crate::plan::{self, Filter, Plan};
 use crate::provider::sandbox::Sandbox;
 use crate::provider::{LiveResource, Provider, Scope};
-use crate::state::{LocalState, LockError, LockStatus, StateError, StateLock};
+use crate::state::{LocalState, LockError, StateError};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
@@ -104,8 +105,8 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
             }
             Ok(EXIT_OK)
         }
-        Command::State(c) => state_cmd(c, ui),
-        Command::Import(a) => import(&a, ui),
+        Command::State(c) => state::run(c, ui),
+        Command::Import(a) => state::import(&a, ui),
         Command::Sandbox(c) => sandbox::run(c, ui),
         Command::Schema => {
             print!("{}", config::raw::json_schema());
@@ -618,242 +619,8 @@ fn show(a: &ShowArgs, ui: &Ui) -> CmdResult {
         );
     } else {
         for (addr, r) in &st.resources {
-            println!("# {addr} ({}, id {})", r.provider, r.id);
-            for (k, v) in plan::flatten(&r.attrs) {
-                println!("    {k} = {v}");
-            }
+            ui.resource(addr, r);
             println!();
-        }
-    }
-    Ok(EXIT_OK)
-}
-
-fn state_cmd(c: StateCommand, ui: &Ui) -> CmdResult {
-    match c {
-        StateCommand::List(a) => {
-            let (stack, _) = load(&a, ui)?;
-            let st = LocalState::open_read(&state_dir(&stack)?)?;
-            if ui.json {
-                ui.print_json(&st.resources.keys().collect::<Vec<_>>());
-            } else {
-                for addr in st.resources.keys() {
-                    println!("{addr}");
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        StateCommand::Show { address, stack: a } => {
-            let (stack, _) = load(&a, ui)?;
-            let addr: Address = address
-                .parse()
-                .map_err(|e: String| Diag::error("cli::address", e))?;
-            let st = LocalState::open_read(&state_dir(&stack)?)?;
-            let r = st.resources.get(&addr).ok_or_else(|| {
-                Diag::error("state::missing", format!("{addr} is not in state"))
-                    .help("`cairn state list` shows what is")
-            })?;
-            if ui.json {
-                ui.print_json(r);
-            } else {
-                println!("# {addr} ({}, id {})", r.provider, r.id);
-                for (k, v) in plan::flatten(&r.attrs) {
-                    println!("    {k} = {v}");
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        StateCommand::Rm {
-            addresses,
-            dir,
-            env,
-            lock,
-        } => {
-            let (stack, _) = load(&StackArgs { dir, env }, ui)?;
-            let target = target_of(&stack)?;
-            let mut state =
-                LocalState::open_locked(&target.state_dir, "cairn state rm", lock.lock_timeout)?;
-            let providers = providers(&target)?;
-            let rt = runtime();
-            let mut removed = Vec::new();
-            for a in &addresses {
-                let addr: Address = a
-                    .parse()
-                    .map_err(|e: String| Diag::error("cli::address", e))?;
-                let r = state.state().resources.get(&addr).cloned().ok_or_else(|| {
-                    Diag::error("state::missing", format!("{addr} is not in state"))
-                })?;
-                // Clear the ownership marker, or the next plan would treat it as a leftover to delete.
-                if let Some(p) = providers.get(r.provider.kind) {
-                    let change = crate::provider::Change {
-                        address: addr.clone(),
-                        provider: r.provider,
-                        op: crate::provider::ChangeOp::Release { id: r.id.clone() },
-                    };
-                    if let Some(Err(e)) = rt
-                        .block_on(p.apply(&[change], &state.state().lineage))
-                        .pop()
-                    {
-                        return Err(Diag::error(
-                            "state::release",
-                            format!("cannot clear the ownership marker of {addr}: {e}"),
-                        )
-                        .into());
-                    }
-                }
-                state.write(vec![crate::state::StateOp::Remove {
-                    address: addr.clone(),
-                }])?;
-                removed.push(addr);
-            }
-            state.compact()?;
-            if ui.json {
-                ui.print_json(&removed);
-            } else {
-                for a in &removed {
-                    println!("Removed {a} from state; the live resource was left in place.");
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        StateCommand::Unlock(a) => {
-            let (stack, _) = load(&a, ui)?;
-            let dir = state_dir(&stack)?;
-            let io = |e: std::io::Error| Diag::error("state::error", e.to_string());
-            match StateLock::status(&dir).map_err(io)? {
-                LockStatus::Free => {
-                    ui.message(
-                        "The state is not locked.",
-                        serde_json::json!({ "locked": false }),
-                    );
-                    Ok(EXIT_OK)
-                }
-                LockStatus::Stale(_) => {
-                    let h = StateLock::clear_stale(&dir).map_err(io)?;
-                    let text = match &h {
-                        Some(h) => format!(
-                            "Cleared a stale lock left by {h}, which is no longer running. Run `cairn plan` to see where it stopped."
-                        ),
-                        None => "The state is not locked.".to_string(),
-                    };
-                    ui.message(&text, serde_json::json!({ "locked": false, "cleared": h }));
-                    Ok(EXIT_OK)
-                }
-                LockStatus::Held(h) => Err(Diag::error(
-                    "state::locked",
-                    format!("the state is locked by {h}"),
-                )
-                .help(format!(
-                    "the lock is released when that process ends; to stop it: kill {}",
-                    h.pid
-                ))
-                .into()),
-                LockStatus::HeldUnknown => Err(Diag::error(
-                    "state::locked",
-                    "the state is locked by another process",
-                )
-                .into()),
-            }
-        }
-    }
-}
-
-fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
-    let (stack, _) = load(
-        &StackArgs {
-            dir: a.dir.clone(),
-            env: a.env.clone(),
-        },
-        ui,
-    )?;
-    let addr: Address = a
-        .address
-        .parse()
-        .map_err(|e: String| Diag::error("cli::address", e))?;
-    let target = target_of(&stack)?;
-    let mut state =
-        LocalState::open_locked(&target.state_dir, "cairn import", a.lock.lock_timeout)?;
-    if state.state().resources.contains_key(&addr) {
-        return Err(Diag::error("import::exists", format!("{addr} is already in state")).into());
-    }
-    let providers = providers(&target)?;
-    let rt = runtime();
-    let live = rt.block_on(refresh(&providers, &scope_of(&stack)))?;
-    let found = live.iter().find(|l| l.id == a.id).ok_or_else(|| {
-        Diag::error(
-            "import::not_found",
-            format!("no live resource has ID `{}`", a.id),
-        )
-        .help("`cairn sandbox list` shows the sandbox's IDs")
-    })?;
-    if found.address() != addr {
-        return Err(Diag::error(
-            "import::mismatch",
-            format!("`{}` is {}, not {addr}", a.id, found.address()),
-        )
-        .into());
-    }
-    if let Some(owner) = &found.owner
-        && *owner != state.state().lineage
-    {
-        return Err(Diag::error(
-            "import::owned",
-            format!("{addr} is managed by another stack or environment (owner {owner})"),
-        )
-        .help("remove it from that stack's state first (`cairn state rm`), then import it here")
-        .into());
-    }
-    if state.state().lineage.is_empty() {
-        state.write(vec![crate::state::StateOp::Init {
-            lineage: uuid::Uuid::new_v4().to_string(),
-        }])?;
-    }
-    let lineage = state.state().lineage.clone();
-    let p = providers
-        .get(found.provider.kind)
-        .expect("refreshed from this provider");
-    let change = crate::provider::Change {
-        address: addr.clone(),
-        provider: found.provider,
-        op: crate::provider::ChangeOp::Adopt {
-            id: found.id.clone(),
-        },
-    };
-    let result = rt
-        .block_on(p.apply(&[change], &lineage))
-        .pop()
-        .unwrap_or_else(|| Err("no result".into()));
-    let live = result
-        .map_err(|e| Diag::error("import::failed", e))?
-        .unwrap_or_else(|| found.clone());
-    let depends_on = stack
-        .resources
-        .iter()
-        .find(|r| r.address == addr)
-        .map(|r| r.depends_on.iter().map(|d| d.address.clone()).collect())
-        .unwrap_or_default();
-    state.write(vec![crate::state::StateOp::Put {
-        address: addr.clone(),
-        resource: Box::new(crate::state::StateResource {
-            provider: live.provider,
-            id: live.id.clone(),
-            attrs: live.attrs.clone(),
-            depends_on,
-        }),
-    }])?;
-    state.compact()?;
-    let declared = stack.resources.iter().any(|r| r.address == addr);
-    if ui.json {
-        ui.print_json(
-            &serde_json::json!({ "imported": addr, "id": live.id, "declared": declared }),
-        );
-    } else {
-        println!("Imported {addr} (id {}).", live.id);
-        if !declared {
-            ui.diagnostics(&[Diag::warning(
-                "import::undeclared",
-                format!("{addr} is not declared in the stack"),
-            )
-            .help("declare it, or the next apply will delete it")]);
         }
     }
     Ok(EXIT_OK)

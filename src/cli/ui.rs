@@ -68,6 +68,14 @@ impl Ui {
         }
     }
 
+    /// One recorded resource: its address, provider and ID, then its attributes.
+    pub fn resource(&self, addr: &crate::model::Address, r: &crate::state::StateResource) {
+        println!("# {addr} ({}, id {})", r.provider, r.id);
+        for (k, v) in crate::plan::flatten(&r.attrs) {
+            println!("    {k} = {v}");
+        }
+    }
+
     pub fn ok(&self, text: &str) -> String {
         console::Style::new()
             .force_styling(self.color_out)
