@@ -67,7 +67,8 @@ fn main() {
         let noop: Vec<Measure> = (0..runs)
             .map(|_| run(&cairn, &["plan", "--detailed-exitcode", "--json"], &dir, 0))
             .collect();
-        drift(&dir.join(".cairn/sandbox"), n / 100);
+        let (stack, _) = cairn::config::load_stack(&dir, None).expect("generated stacks are valid");
+        drift(&stack.providers.sandbox_dir, n / 100);
         let drifted: Vec<Measure> = (0..runs)
             .map(|_| run(&cairn, &["plan", "--detailed-exitcode", "--json"], &dir, 2))
             .collect();
