@@ -241,11 +241,26 @@ pub struct RecordAttrs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 pub enum Routing {
-    Simple { values: Vec<String> },
-    Weighted { members: Vec<Member> },
-    Failover { primary: Member, secondary: Member },
-    Latency { members: Vec<Member> },
-    Geolocation { members: Vec<Member> },
+    Simple {
+        values: Vec<String>,
+    },
+    Weighted {
+        members: Vec<Member>,
+    },
+    Failover {
+        primary: Member,
+        secondary: Member,
+    },
+    Latency {
+        members: Vec<Member>,
+    },
+    /// Several answers, each with its own health check; healthy ones are returned.
+    Multivalue {
+        members: Vec<Member>,
+    },
+    Geolocation {
+        members: Vec<Member>,
+    },
 }
 
 impl Routing {
@@ -255,6 +270,7 @@ impl Routing {
             Routing::Weighted { .. } => "weighted",
             Routing::Failover { .. } => "failover",
             Routing::Latency { .. } => "latency",
+            Routing::Multivalue { .. } => "multivalue",
             Routing::Geolocation { .. } => "geolocation",
         }
     }
@@ -297,4 +313,44 @@ pub struct GroupAttrs {
     pub desired: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Name of the cloud's scaling group (ASG, scale set, MIG) to manage; default: the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+}
+
+impl GroupAttrs {
+    pub fn group_name(&self) -> &str {
+        self.group_name.as_deref().unwrap_or(&self.service)
+    }
+}
+
+impl Routing {
+    /// Record sets are unordered: values and members are kept sorted so that what a cloud
+    /// returns compares equal to what was declared.
+    pub fn normalized(mut self) -> Routing {
+        let sort_members = |members: &mut Vec<Member>| {
+            for m in members.iter_mut() {
+                m.values.sort();
+                m.values.dedup();
+            }
+            members.sort_by(|a, b| a.id.cmp(&b.id));
+        };
+        match &mut self {
+            Routing::Simple { values } => {
+                values.sort();
+                values.dedup();
+            }
+            Routing::Failover { primary, secondary } => {
+                primary.values.sort();
+                primary.values.dedup();
+                secondary.values.sort();
+                secondary.values.dedup();
+            }
+            Routing::Weighted { members }
+            | Routing::Latency { members }
+            | Routing::Geolocation { members }
+            | Routing::Multivalue { members } => sort_members(members),
+        }
+        self
+    }
 }

@@ -114,6 +114,9 @@ pub struct Target {
     pub clouds: BTreeMap<Cloud, ProviderKind>,
     /// What refresh lists; a saved plan re-lists the same to check nothing moved.
     pub scope: crate::provider::Scope,
+    /// Settings of the real providers in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<crate::config::AwsSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,6 +220,18 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
         let deps: Vec<Address> = d.depends_on.iter().map(|x| x.address.clone()).collect();
         let recorded = state.resources.get(&d.address);
         match live_by_addr.get(&d.address) {
+            // An existing zone or group nobody owns: creating it adopts it.
+            Some(l) if l.adoptable && !owned(&d.address, l) => changes.push(PlannedChange {
+                address: d.address.clone(),
+                provider: l.provider,
+                action: Action::Create,
+                id: Some(l.id.clone()),
+                diff: attr_diff(&l.attrs, &d.attrs),
+                before: Some(l.attrs.clone()),
+                after: Some(d.attrs.clone()),
+                reason: Some("adopts the existing one".into()),
+                depends_on: deps,
+            }),
             Some(l) if !owned(&d.address, l) => errors.push(
                 Diag::error(
                     "plan::not_owned",

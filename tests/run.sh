@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a fresh clone: formatting, lints, unit and integration tests.
-# Everything the tests need is built or started here; nothing is assumed installed beyond a
-# Rust toolchain (later suites add their services to this script).
+# Everything the tests need is installed or started here; nothing is assumed beyond a Rust
+# toolchain and python3 (the tests start moto_server themselves, on a free loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# A real AWS API for the AWS provider's tests: moto, in a project-local virtualenv.
+if [ ! -x .venv/bin/moto_server ]; then
+  echo "==> installing moto[server] into .venv (PyPI)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

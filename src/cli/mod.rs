@@ -191,6 +191,7 @@ fn target_of(stack: &Stack) -> Result<plan::Target, Failure> {
             .map(|c| (*c, stack.providers.for_cloud(*c).kind))
             .collect(),
         scope: scope_of(stack),
+        aws: stack.providers.aws.clone(),
     })
 }
 
@@ -198,40 +199,43 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The providers serving the target's clouds. Real clouds are validated but not yet served:
-/// `check_providers` refuses a stack whose resources need them.
-fn providers(target: &plan::Target) -> Result<ProviderSet, Failure> {
-    let sandbox_clouds: Vec<Cloud> = target
-        .clouds
-        .iter()
-        .filter(|(_, k)| **k == ProviderKind::Sandbox)
-        .map(|(c, _)| *c)
-        .collect();
-    let sandbox = Sandbox::open(&target.sandbox_dir, sandbox_clouds).map_err(|e| {
-        Diag::error(
-            "provider::sandbox",
-            format!(
-                "cannot open the sandbox at `{}`: {e}",
-                target.sandbox_dir.display()
-            ),
-        )
-    })?;
+/// The providers serving the target's clouds: the sandbox, and AWS where configured.
+fn providers(target: &plan::Target, rt: &tokio::runtime::Runtime) -> Result<ProviderSet, Failure> {
+    let served_by = |kind| {
+        target
+            .clouds
+            .iter()
+            .filter(move |(_, k)| **k == kind)
+            .map(|(c, _)| *c)
+    };
+    let sandbox =
+        Sandbox::open(&target.sandbox_dir, served_by(ProviderKind::Sandbox)).map_err(|e| {
+            Diag::error(
+                "provider::sandbox",
+                format!(
+                    "cannot open the sandbox at `{}`: {e}",
+                    target.sandbox_dir.display()
+                ),
+            )
+        })?;
     let mut set = ProviderSet::default();
     set.by_kind.insert(
         ProviderKind::Sandbox,
         Arc::new(sandbox) as Arc<dyn Provider>,
     );
+    if let Some(aws) = &target.aws {
+        let provider = rt.block_on(crate::provider::aws::Aws::new(aws));
+        set.by_kind
+            .insert(ProviderKind::Aws, Arc::new(provider) as Arc<dyn Provider>);
+    }
     Ok(set)
 }
 
 /// Refuses, before anything is locked or written, a stack whose resources need a provider
 /// this version cannot serve.
 fn check_providers(stack: &Stack) -> Result<(), Failure> {
-    match stack
-        .resources
-        .iter()
-        .find(|r| r.provider.kind != ProviderKind::Sandbox)
-    {
+    let served = |k: ProviderKind| matches!(k, ProviderKind::Sandbox | ProviderKind::Aws);
+    match stack.resources.iter().find(|r| !served(r.provider.kind)) {
         Some(r) => {
             let cloud = r.provider.cloud;
             Err(Diag::error(
@@ -274,7 +278,9 @@ fn scope_of(stack: &Stack) -> Scope {
     for r in &stack.resources {
         match &r.attrs {
             crate::model::Attrs::Zone(z) => scope.zones.push((r.provider.cloud, z.name.clone())),
-            crate::model::Attrs::Group(_) => scope.groups.push(r.address.clone()),
+            crate::model::Attrs::Group(g) => scope
+                .groups
+                .push(crate::provider::GroupRef::of(&r.address, g)),
             crate::model::Attrs::Record(_) => {}
         }
     }
@@ -315,7 +321,7 @@ fn make_plan(
     // Under the lock, read the state while the providers refresh.
     let (state, refreshed) = std::thread::scope(|s| {
         let state = s.spawn(|| LocalState::open_with(&target.state_dir, state_lock));
-        let refreshed = providers(&target).and_then(|p| {
+        let refreshed = providers(&target, rt).and_then(|p| {
             rt.block_on(refresh(&p, &target.scope))
                 .map(|live| (p, live))
         });
@@ -562,8 +568,8 @@ fn apply_saved(path: &Path, lock_timeout: Duration, parallelism: usize, ui: &Ui)
             "it was made for a different state (lineage differs)".into(),
         ));
     }
-    let providers = providers(&plan.target)?;
     let rt = runtime();
+    let providers = providers(&plan.target, &rt)?;
     let live = rt.block_on(refresh(&providers, &plan.target.scope))?;
     if plan::live_digest(&live) != plan.live_digest {
         return Err(stale("live resources changed since it was made".into()));

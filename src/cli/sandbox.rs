@@ -248,6 +248,7 @@ fn summary(a: &Attrs) -> String {
                 }
                 Routing::Weighted { members }
                 | Routing::Latency { members }
+                | Routing::Multivalue { members }
                 | Routing::Geolocation { members } => {
                     format!(
                         "{} {}",

@@ -49,8 +49,8 @@ pub fn run(c: StateCommand, ui: &Ui) -> CmdResult {
             let target = target_of(&stack)?;
             let mut state =
                 LocalState::open_locked(&target.state_dir, "cairn state rm", lock.lock_timeout)?;
-            let providers = providers(&target)?;
             let rt = runtime();
+            let providers = providers(&target, &rt)?;
             let mut removed = Vec::new();
             for a in &addresses {
                 let addr: Address = a
@@ -152,8 +152,8 @@ pub fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
     if state.state().resources.contains_key(&addr) {
         return Err(Diag::error("import::exists", format!("{addr} is already in state")).into());
     }
-    let providers = providers(&target)?;
     let rt = runtime();
+    let providers = providers(&target, &rt)?;
     let live = rt.block_on(refresh(&providers, &target.scope))?;
     let found = live.iter().find(|l| l.id == a.id).ok_or_else(|| {
         Diag::error(

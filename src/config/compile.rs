@@ -267,10 +267,32 @@ impl Compiler {
                     }
                     self.check_url(e, a.endpoint.as_ref());
                     p.by_cloud.insert(Cloud::Aws, ProviderKind::Aws);
+                    let rate = a.requests_per_second.as_ref().map_or(Some(10), |v| {
+                        self.int_in(e, v, 1, 1000, "requests_per_second")
+                    });
+                    let burst = a
+                        .burst
+                        .as_ref()
+                        .map_or(Some(50), |v| self.int_in(e, v, 1, 1000, "burst"));
+                    let insync =
+                        a.insync_timeout
+                            .as_ref()
+                            .map_or(Some(Duration::from_secs(60)), |v| {
+                                self.duration_in(
+                                    e,
+                                    v,
+                                    Duration::from_secs(1),
+                                    Duration::from_secs(3600),
+                                    "insync_timeout",
+                                )
+                            });
                     p.aws = Some(AwsSettings {
                         region: a.region.get().clone(),
                         profile: a.profile.as_ref().map(|x| x.get().clone()),
                         endpoint: a.endpoint.as_ref().map(|x| x.get().clone()),
+                        requests_per_second: rate.unwrap_or(10),
+                        burst: burst.unwrap_or(50),
+                        insync_timeout: insync.unwrap_or(Duration::from_secs(60)),
                     });
                 }
                 ProviderEntry::Azure(a) => {
@@ -439,6 +461,7 @@ impl Compiler {
                         max: max.unwrap_or(1),
                         desired: desired.unwrap_or(0),
                         endpoint: d.endpoint.as_ref().map(|x| x.get().clone()),
+                        group_name: d.group.as_ref().map(|x| x.get().clone()),
                     }),
                     depends_on: Vec::new(),
                     origin: e.whole(),
@@ -550,7 +573,9 @@ impl Compiler {
                 None => Some(DEFAULT_TTL),
             };
             let mut depends = Vec::new();
-            let routing = self.routing(e, rtype, deployments, &mut depends);
+            let routing = self
+                .routing(e, rtype, deployments, &mut depends)
+                .map(Routing::normalized);
             let health_check = r
                 .health_check
                 .as_ref()
@@ -694,7 +719,10 @@ impl Compiler {
                 );
                 None
             }
-            RoutingPolicy::Weighted | RoutingPolicy::Latency | RoutingPolicy::Geolocation => {
+            RoutingPolicy::Weighted
+            | RoutingPolicy::Latency
+            | RoutingPolicy::Geolocation
+            | RoutingPolicy::Multivalue => {
                 for key in [&raw.primary, &raw.secondary].into_iter().flatten() {
                     self.error(
                         "config::conflict",
@@ -754,6 +782,7 @@ impl Compiler {
                 Some(match policy {
                     RoutingPolicy::Weighted => Routing::Weighted { members: out },
                     RoutingPolicy::Latency => Routing::Latency { members: out },
+                    RoutingPolicy::Multivalue => Routing::Multivalue { members: out },
                     _ => Routing::Geolocation { members: out },
                 })
             }
@@ -1470,6 +1499,7 @@ fn policy_name(p: RoutingPolicy) -> &'static str {
         RoutingPolicy::Weighted => "weighted",
         RoutingPolicy::Failover => "failover",
         RoutingPolicy::Latency => "latency",
+        RoutingPolicy::Multivalue => "multivalue",
         RoutingPolicy::Geolocation => "geolocation",
     }
 }

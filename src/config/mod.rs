@@ -82,11 +82,14 @@ impl Providers {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AwsSettings {
     pub region: String,
     pub profile: Option<String>,
     pub endpoint: Option<String>,
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub insync_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -163,8 +163,14 @@ pub struct RawAwsProvider {
     pub region: Sp<String>,
     /// Named profile from the shared AWS config files.
     pub profile: Option<Sp<String>>,
-    /// Custom endpoint URL (e.g. a local emulator).
+    /// Custom endpoint URL (e.g. a local emulator); `AWS_ENDPOINT_URL` works too.
     pub endpoint: Option<Sp<String>>,
+    /// Client-side rate limit on API calls (default 10 per second, Route53's refill rate).
+    pub requests_per_second: Option<Sp<i64>>,
+    /// Calls allowed in a burst before the rate limit applies (default 50).
+    pub burst: Option<Sp<i64>>,
+    /// How long to wait for a Route53 change to become INSYNC (default `60s`).
+    pub insync_timeout: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -238,6 +244,9 @@ pub struct RawDeployment {
     pub desired: Option<Sp<i64>>,
     /// Public address of the deployment's load balancer; records route to it.
     pub endpoint: Option<Sp<String>>,
+    /// Name of the existing scaling group to manage (AWS Auto Scaling group, Azure scale set,
+    /// GCP managed instance group). Default: the service name.
+    pub group: Option<Sp<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -248,6 +257,7 @@ pub enum RoutingPolicy {
     Failover,
     Latency,
     Geolocation,
+    Multivalue,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -2,6 +2,7 @@
 //! tested on its own. Providers receive *sets* of changes (one batch per zone or group),
 //! refresh by listing, and count their API calls.
 
+pub mod aws;
 pub mod sandbox;
 
 use std::collections::HashSet;
@@ -20,6 +21,10 @@ pub struct LiveResource {
     /// Ownership marker (the lineage of the state that created or adopted it), where the cloud
     /// can store one: cairn deletes only what it owns.
     pub owner: Option<String>,
+    /// Unowned, and of a kind cairn takes over when declared (an existing hosted zone or
+    /// scaling group): creating it adopts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adoptable: bool,
 }
 
 impl LiveResource {
@@ -88,7 +93,27 @@ pub type ChangeResult = Result<Option<LiveResource>, String>;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Scope {
     pub zones: Vec<(Cloud, String)>,
-    pub groups: Vec<Address>,
+    pub groups: Vec<GroupRef>,
+}
+
+/// A scaling group to look for: where, and under which cloud-side name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupRef {
+    pub address: Address,
+    pub cloud: Cloud,
+    pub region: String,
+    pub name: String,
+}
+
+impl GroupRef {
+    pub fn of(address: &Address, g: &GroupAttrs) -> GroupRef {
+        GroupRef {
+            address: address.clone(),
+            cloud: g.cloud,
+            region: g.region.clone(),
+            name: g.group_name().to_string(),
+        }
+    }
 }
 
 impl Scope {
@@ -100,15 +125,15 @@ impl Scope {
     pub fn missing_from(&self, state: &crate::state::State) -> Scope {
         let mut zones: HashSet<(Cloud, &str)> =
             self.zones.iter().map(|(c, z)| (*c, z.as_str())).collect();
-        let mut groups: HashSet<&Address> = self.groups.iter().collect();
+        let mut groups: HashSet<&Address> = self.groups.iter().map(|g| &g.address).collect();
         let mut missing = Scope::default();
         for (addr, r) in &state.resources {
             let zone = match &r.attrs {
                 Attrs::Zone(z) => &z.name,
                 Attrs::Record(rec) => &rec.zone,
-                Attrs::Group(_) => {
+                Attrs::Group(g) => {
                     if groups.insert(addr) {
-                        missing.groups.push(addr.clone());
+                        missing.groups.push(GroupRef::of(addr, g));
                     }
                     continue;
                 }

@@ -153,6 +153,7 @@ impl Sandbox {
             id: id.to_string(),
             attrs: o.attrs.clone(),
             owner: o.owner.clone(),
+            adoptable: false,
         }
     }
 }

@@ -2,8 +2,10 @@
 //! output (insta snapshots) and exit codes.
 
 mod apply;
+mod aws;
 mod crash;
 mod lock;
+mod moto;
 mod schema;
 mod validate;
 
@@ -59,7 +61,13 @@ impl Work {
         c.args(args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
-            .env_remove("CAIRN_ENV");
+            .env_remove("CAIRN_ENV")
+            // AWS tests talk to moto; never to a real account or instance metadata.
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
         for k in [
             "CAIRN_SANDBOX_LATENCY_MS",
             "CAIRN_SANDBOX_FAIL",

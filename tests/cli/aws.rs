@@ -1,0 +1,325 @@
+//! The AWS provider against a real AWS API (moto): Route53 zones, every routing policy,
+//! health checks, ownership, drift and Auto Scaling groups.
+
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
+
+use crate::Work;
+use crate::moto::moto;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_route53::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// Every record set of a zone as `NAME TYPE [SET-ID] TTL VALUES...`, sorted (SOA/NS left out).
+pub fn zone_listing(endpoint: &str, zone: &str) -> Vec<String> {
+    rt().block_on(async {
+        let r53 = aws_sdk_route53::Client::new(&sdk(endpoint).await);
+        let zones = r53
+            .list_hosted_zones_by_name()
+            .dns_name(format!("{zone}."))
+            .send()
+            .await
+            .unwrap();
+        let id = zones
+            .hosted_zones()
+            .iter()
+            .find(|z| z.name() == format!("{zone}."))
+            .expect("zone exists")
+            .id()
+            .to_string();
+        let mut out = Vec::new();
+        let mut next: Option<(String, RrType, Option<String>)> = None;
+        loop {
+            let mut req = r53.list_resource_record_sets().hosted_zone_id(&id);
+            if let Some((n, t, i)) = &next {
+                req = req
+                    .start_record_name(n)
+                    .start_record_type(t.clone())
+                    .set_start_record_identifier(i.clone());
+            }
+            let page = req.send().await.unwrap();
+            for s in page.resource_record_sets() {
+                if matches!(s.r#type(), RrType::Soa | RrType::Ns) {
+                    continue;
+                }
+                let values: Vec<&str> = s.resource_records().iter().map(|r| r.value()).collect();
+                out.push(format!(
+                    "{} {} {} {} {}",
+                    s.name(),
+                    s.r#type().as_str(),
+                    s.set_identifier().unwrap_or("-"),
+                    s.ttl().unwrap_or(0),
+                    values.join(",")
+                ));
+            }
+            if !page.is_truncated() {
+                break;
+            }
+            next = Some((
+                page.next_record_name().unwrap().to_string(),
+                page.next_record_type().unwrap().clone(),
+                page.next_record_identifier().map(str::to_string),
+            ));
+        }
+        out.sort();
+        out
+    })
+}
+
+/// Changes a record set behind cairn's back (UPSERT).
+fn upsert(endpoint: &str, zone: &str, name: &str, ttl: i64, value: &str) {
+    rt().block_on(async {
+        let r53 = aws_sdk_route53::Client::new(&sdk(endpoint).await);
+        let zones = r53
+            .list_hosted_zones_by_name()
+            .dns_name(format!("{zone}."))
+            .send()
+            .await
+            .unwrap();
+        let id = zones.hosted_zones()[0].id().to_string();
+        let set = ResourceRecordSet::builder()
+            .name(format!("{name}.{zone}."))
+            .r#type(RrType::A)
+            .ttl(ttl)
+            .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+            .build()
+            .unwrap();
+        let change = Change::builder()
+            .action(ChangeAction::Upsert)
+            .resource_record_set(set)
+            .build()
+            .unwrap();
+        r53.change_resource_record_sets()
+            .hosted_zone_id(id)
+            .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// Creates an Auto Scaling group in moto, as an operator would before handing it to cairn.
+fn create_group(endpoint: &str, region: &str, name: &str) {
+    rt().block_on(async {
+        let conf = aws_sdk_autoscaling::config::Builder::from(&sdk(endpoint).await)
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
+        let asg = aws_sdk_autoscaling::Client::from_conf(conf);
+        asg.create_launch_configuration()
+            .launch_configuration_name(format!("{name}-lc"))
+            .image_id("ami-12c6146b")
+            .instance_type("m5.large")
+            .send()
+            .await
+            .unwrap();
+        asg.create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_configuration_name(format!("{name}-lc"))
+            .min_size(0)
+            .max_size(1)
+            .desired_capacity(0)
+            .availability_zones(format!("{region}a"))
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+fn group_capacity(endpoint: &str, region: &str, name: &str) -> (i32, i32, i32) {
+    rt().block_on(async {
+        let conf = aws_sdk_autoscaling::config::Builder::from(&sdk(endpoint).await)
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
+        let asg = aws_sdk_autoscaling::Client::from_conf(conf);
+        let out = asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .unwrap();
+        let g = &out.auto_scaling_groups()[0];
+        (
+            g.min_size().unwrap(),
+            g.max_size().unwrap(),
+            g.desired_capacity().unwrap(),
+        )
+    })
+}
+
+fn aws_stack(endpoint: &str, body: &str) -> String {
+    format!(
+        "[stack]\nname = \"aws\"\nenvironment = \"test\"\n\n[provider.aws]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\n{body}"
+    )
+}
+
+const ROUTED: &str = r#"
+[[zone]]
+name = "cloud.example.com"
+cloud = "aws"
+
+[[service]]
+name = "api"
+  [[service.deployment]]
+  cloud = "aws"
+  region = "us-east-1"
+  min = 2
+  max = 6
+  endpoint = "192.0.2.10"
+  [[service.deployment]]
+  cloud = "gcp"
+  region = "europe-west1"
+  min = 1
+  max = 3
+  endpoint = "198.51.100.7"
+
+[[record]]
+zone = "cloud.example.com"
+name = "www"
+type = "A"
+ttl = 60
+values = ["192.0.2.1", "192.0.2.2"]
+
+[[record]]
+zone = "cloud.example.com"
+name = "@"
+type = "TXT"
+values = ["v=spf1 -all"]
+
+[[record]]
+zone = "cloud.example.com"
+name = "api"
+type = "A"
+ttl = 30
+routing = { policy = "failover", primary = "api@aws/us-east-1", secondary = "api@gcp/europe-west1" }
+health_check = { protocol = "https", path = "/healthz", interval = "10s", failures = 2 }
+
+[[record]]
+zone = "cloud.example.com"
+name = "split"
+type = "A"
+routing = { policy = "weighted", members = [{ target = "api@aws/us-east-1", weight = 70 }, { target = "api@gcp/europe-west1", weight = 30 }] }
+health_check = { protocol = "tcp", port = 443 }
+
+[[record]]
+zone = "cloud.example.com"
+name = "near"
+type = "A"
+routing = { policy = "latency", members = [{ id = "use1", values = ["192.0.2.10"], location = "us-east-1" }, { id = "euw1", values = ["198.51.100.7"], location = "eu-west-1" }] }
+
+[[record]]
+zone = "cloud.example.com"
+name = "geo"
+type = "A"
+routing = { policy = "geolocation", members = [{ id = "eu", values = ["198.51.100.7"], location = "EU" }, { id = "default", values = ["192.0.2.10"], location = "*" }] }
+
+[[record]]
+zone = "cloud.example.com"
+name = "many"
+type = "A"
+routing = { policy = "multivalue", members = [{ id = "a", values = ["192.0.2.21"] }, { id = "b", values = ["192.0.2.22"] }] }
+health_check = { protocol = "http", path = "/" }
+"#;
+
+#[test]
+fn every_routing_policy_round_trips_through_route53() {
+    let Some((moto, _guard)) = moto() else { return };
+    let w = Work::new();
+    w.write("s/stack.toml", &aws_stack(&moto.url, ROUTED));
+    create_group(&moto.url, "us-east-1", "api");
+    let r = w.ok(&["apply", "s", "--auto-approve"], 0);
+    assert!(
+        r.stdout.contains("Apply complete! 10 added"),
+        "{}",
+        r.stdout
+    );
+    let r = w.ok(&["plan", "s", "--detailed-exitcode"], 0);
+    assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
+    insta::assert_snapshot!(
+        "route53_zone",
+        zone_listing(&moto.url, "cloud.example.com").join("\n")
+    );
+    assert_eq!(group_capacity(&moto.url, "us-east-1", "api"), (2, 6, 2));
+}
+
+#[test]
+fn drift_is_corrected_and_records_cairn_does_not_own_are_left_alone() {
+    let Some((moto, _guard)) = moto() else { return };
+    let w = Work::new();
+    let body = "[[zone]]\nname = \"d.example.com\"\ncloud = \"aws\"\n\n[[record]]\nzone = \"d.example.com\"\nname = \"www\"\ntype = \"A\"\nvalues = [\"192.0.2.1\"]\n";
+    w.write("s/stack.toml", &aws_stack(&moto.url, body));
+    w.ok(&["apply", "s", "--auto-approve"], 0);
+    upsert(&moto.url, "d.example.com", "www", 999, "192.0.2.99");
+    upsert(&moto.url, "d.example.com", "manual", 60, "192.0.2.50");
+    let r = w.ok(&["plan", "s", "--detailed-exitcode"], 2);
+    insta::assert_snapshot!("route53_drift", r.stdout);
+    w.ok(&["apply", "s", "--auto-approve"], 0);
+    w.ok(&["plan", "s", "--detailed-exitcode"], 0);
+    assert_eq!(
+        zone_listing(&moto.url, "d.example.com"),
+        vec![
+            "manual.d.example.com. A - 60 192.0.2.50",
+            "www.d.example.com. A - 300 192.0.2.1"
+        ]
+    );
+    // Destroy removes what cairn owns; the zone stays because of the record it does not own.
+    let r = w.ok(&["destroy", "s", "--auto-approve"], 1);
+    assert!(r.stdout.contains("HostedZoneNotEmpty"), "{}", r.stdout);
+    assert_eq!(
+        zone_listing(&moto.url, "d.example.com"),
+        vec!["manual.d.example.com. A - 60 192.0.2.50"]
+    );
+}
+
+#[test]
+fn groups_are_adopted_resized_and_imported() {
+    let Some((moto, _guard)) = moto() else { return };
+    let w = Work::new();
+    create_group(&moto.url, "us-west-2", "web-prod");
+    let body = "[[service]]\nname = \"web\"\n  [[service.deployment]]\n  cloud = \"aws\"\n  region = \"us-west-2\"\n  group = \"web-prod\"\n  min = 1\n  max = 4\n  desired = 2\n";
+    w.write("s/stack.toml", &aws_stack(&moto.url, body));
+    w.ok(&["apply", "s", "--auto-approve"], 0);
+    assert_eq!(
+        group_capacity(&moto.url, "us-west-2", "web-prod"),
+        (1, 4, 2)
+    );
+    w.ok(&["plan", "s", "--detailed-exitcode"], 0);
+    w.write(
+        "s/stack.toml",
+        &aws_stack(&moto.url, &body.replace("desired = 2", "desired = 3")),
+    );
+    let r = w.ok(&["apply", "s", "--auto-approve"], 0);
+    assert!(r.stdout.contains("~ desired = 2 -> 3"), "{}", r.stdout);
+    assert_eq!(
+        group_capacity(&moto.url, "us-west-2", "web-prod"),
+        (1, 4, 3)
+    );
+
+    // A group that does not exist is not created: cairn says what to do.
+    w.write(
+        "s/stack.toml",
+        &aws_stack(&moto.url, &body.replace("web-prod", "nope")),
+    );
+    let r = w.ok(&["apply", "s", "--auto-approve"], 1);
+    assert!(
+        r.stdout
+            .contains("no Auto Scaling group `nope` in us-west-2"),
+        "{}",
+        r.stdout
+    );
+}
