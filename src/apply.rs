@@ -24,8 +24,12 @@ impl ProviderSet {
     pub fn get(&self, kind: ProviderKind) -> Option<&Arc<dyn Provider>> {
         self.by_kind.get(&kind)
     }
-    pub fn api_calls(&self) -> u64 {
-        self.by_kind.values().map(|p| p.api_calls()).sum()
+    /// API calls made so far, per provider (`sandbox`, `aws`, ...).
+    pub fn api_calls(&self) -> BTreeMap<String, u64> {
+        self.by_kind
+            .iter()
+            .map(|(k, p)| (format!("{k:?}").to_lowercase(), p.api_calls()))
+            .collect()
     }
 }
 
@@ -92,6 +96,10 @@ pub async fn apply(
         })
         .collect();
     state.write(fixes)?;
+    // Intents left by an interrupted apply were accounted for by this plan.
+    if !state.state().pending.is_empty() {
+        state.write(vec![StateOp::ClearPending])?;
+    }
 
     let changes = &plan.changes;
     let order = Order::new(changes);
@@ -149,6 +157,14 @@ pub async fn apply(
                 .expect("grouped by available providers")
                 .clone();
             let batch: Vec<Change> = idx.iter().map(|i| to_change(&changes[*i])).collect();
+            // Write-ahead: what this batch creates or changes, before the cloud sees it.
+            let intents: Vec<(Address, crate::model::Attrs)> = idx
+                .iter()
+                .filter_map(|i| Some((changes[*i].address.clone(), changes[*i].after.clone()?)))
+                .collect();
+            if !intents.is_empty() {
+                state.write(vec![StateOp::Intend { changes: intents }])?;
+            }
             let owner = plan.lineage.clone();
             inflight.spawn(async move {
                 let results = provider.apply(&batch, &owner).await;

@@ -207,8 +207,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
     let desired: &[Desired] = if destroy { &[] } else { &stack.resources };
     let desired_set: HashSet<&Address> = desired.iter().map(|d| &d.address).collect();
     let owned = |addr: &Address, l: &LiveResource| {
-        l.owner.as_deref() == Some(lineage.as_str())
-            || state.resources.get(addr).is_some_and(|s| s.id == l.id)
+        l.owner.as_deref() == Some(lineage.as_str()) || state.owns(addr, &l.id, &l.attrs)
     };
 
     let mut changes = Vec::new();
@@ -313,10 +312,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
     // Ours (by marker) yet neither declared nor recorded: left by an interrupted apply.
     for l in live {
         let addr = l.address();
-        if l.owner.as_deref() == Some(lineage.as_str())
-            && !desired_set.contains(&addr)
-            && !state.resources.contains_key(&addr)
-        {
+        if owned(&addr, l) && !desired_set.contains(&addr) && !state.resources.contains_key(&addr) {
             changes.push(delete(
                 &addr,
                 l,

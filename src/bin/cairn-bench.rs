@@ -136,7 +136,7 @@ fn api_calls_of_plan(cairn: &Path, dir: &Path) -> String {
         .output()
         .expect("plan");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["api_calls"]
+    v["api_calls"]["sandbox"]
         .as_u64()
         .map_or("?".into(), |n| n.to_string())
 }

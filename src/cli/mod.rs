@@ -375,7 +375,7 @@ fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
     if ui.json {
         // The plan document, plus how many API calls computing it took.
         let mut doc = serde_json::to_value(&plan).expect("plans serialize");
-        doc["api_calls"] = providers.api_calls().into();
+        doc["api_calls"] = serde_json::json!(providers.api_calls());
         ui.print_json(&doc);
     } else {
         print!("{}", plan::render(&plan, ui.color_out));

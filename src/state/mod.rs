@@ -22,6 +22,20 @@ pub struct State {
     /// Identity of this state; also the ownership marker written on resources cairn creates.
     pub lineage: String,
     pub resources: BTreeMap<Address, StateResource>,
+    /// Write-ahead intents: what an apply was about to create or change when it last wrote.
+    /// A live resource equal to its intent is this stack's even where the cloud keeps no
+    /// ownership marker (Route53 record sets), so an apply killed mid-batch converges.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending: BTreeMap<Address, Attrs>,
+}
+
+impl State {
+    /// Whether `live` is this state's: recorded with that ID, or equal to what an
+    /// interrupted apply intended.
+    pub fn owns(&self, address: &Address, id: &str, attrs: &Attrs) -> bool {
+        self.resources.get(address).is_some_and(|r| r.id == id)
+            || self.pending.get(address) == Some(attrs)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +63,11 @@ pub enum StateOp {
     Remove {
         address: Address,
     },
+    /// About to create or change these (see `State::pending`).
+    Intend {
+        changes: Vec<(Address, Attrs)>,
+    },
+    ClearPending,
 }
 
 impl Journaled for State {
@@ -57,11 +76,15 @@ impl Journaled for State {
         match op {
             StateOp::Init { lineage } => self.lineage = lineage.clone(),
             StateOp::Put { address, resource } => {
+                self.pending.remove(address);
                 self.resources.insert(address.clone(), (**resource).clone());
             }
             StateOp::Remove { address } => {
+                self.pending.remove(address);
                 self.resources.remove(address);
             }
+            StateOp::Intend { changes } => self.pending.extend(changes.iter().cloned()),
+            StateOp::ClearPending => self.pending.clear(),
         }
     }
 }

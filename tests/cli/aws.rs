@@ -323,3 +323,190 @@ fn groups_are_adopted_resized_and_imported() {
         r.stdout
     );
 }
+
+fn many_records(zone: &str, n: usize, ttl: u32) -> (String, Vec<String>) {
+    let mut body = format!("[[zone]]\nname = \"{zone}\"\ncloud = \"aws\"\n\n");
+    let mut listing = Vec::new();
+    for i in 0..n {
+        let ip = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+        body += &format!(
+            "[[record]]\nzone = \"{zone}\"\nname = \"r{i}\"\ntype = \"A\"\nttl = {ttl}\nvalues = [\"{ip}\"]\n\n"
+        );
+        listing.push(format!("r{i}.{zone}. A - {ttl} {ip}"));
+    }
+    listing.sort();
+    (body, listing)
+}
+
+#[test]
+fn two_thousand_records_converge_through_throttling_server_errors_and_resets() {
+    use crate::faultproxy::{FaultProxy, Faults};
+    let Some((moto, _guard)) = moto() else { return };
+    let faults = Faults {
+        throttle: 0.20,
+        server_error: 0.05,
+        reset: 0.02,
+        ..Faults::default()
+    };
+    let proxy = FaultProxy::start(&moto.url, faults, 7);
+    let w = Work::new();
+    let apply = |w: &Work| {
+        let r = crate::Run::from(
+            w.cmd(&["apply", "s", "--auto-approve", "--json"])
+                .env("CAIRN_AWS_BATCH_ELEMENTS", "100")
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(
+            r.code, 0,
+            "apply failed under faults:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["api_calls"]["aws"].as_u64().unwrap()
+    };
+
+    let (body, listing) = many_records("f.example.com", 2000, 300);
+    w.write("s/stack.toml", &aws_stack(&proxy.url, &body));
+    let before = proxy.requests();
+    let calls = apply(&w);
+    assert_eq!(
+        zone_listing(&moto.url, "f.example.com"),
+        listing,
+        "the zone equals the declared one exactly"
+    );
+    // Cross-check cairn's counter: each call reached the proxy, except an attempt sent on a
+    // pooled connection the proxy had just dropped (at most one per injected reset).
+    let seen = proxy.requests() - before;
+    let resets = proxy
+        .counts()
+        .resets
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        seen.abs_diff(calls) <= resets,
+        "proxy saw {seen} requests, cairn counted {calls} ({resets} resets)"
+    );
+
+    // Update every record and delete a quarter of them, under the same faults.
+    let (body, listing) = many_records("f.example.com", 1500, 60);
+    w.write("s/stack.toml", &aws_stack(&proxy.url, &body));
+    apply(&w);
+    assert_eq!(zone_listing(&moto.url, "f.example.com"), listing);
+    let r = w.ok(&["plan", "s", "--detailed-exitcode"], 0);
+    assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
+
+    let c = proxy.counts();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(
+        c.throttled.load(Relaxed) > 10
+            && c.server_errors.load(Relaxed) > 0
+            && c.resets.load(Relaxed) > 0,
+        "faults were injected"
+    );
+    eprintln!(
+        "fault proxy: {} requests, {} throttled, {} 5xx, {} resets",
+        c.requests.load(Relaxed),
+        c.throttled.load(Relaxed),
+        c.server_errors.load(Relaxed),
+        c.resets.load(Relaxed)
+    );
+}
+
+/// Record sets carry no ownership marker: an apply killed between a Route53 batch and the
+/// state write is recovered from the write-ahead intents in the state journal.
+#[test]
+fn kill_9_during_an_aws_apply_then_the_next_apply_converges() {
+    use crate::faultproxy::{FaultProxy, Faults};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let Some((moto, _guard)) = moto() else { return };
+    // Answers are held back after moto applied a request: kills land where Route53 has a
+    // batch the state has not recorded yet.
+    let proxy = FaultProxy::start(
+        &moto.url,
+        Faults {
+            latency_after: Duration::from_millis(20),
+            ..Faults::default()
+        },
+        1,
+    );
+    let slow_apply = |w: &Work| {
+        w.cmd(&["apply", "s", "--auto-approve"])
+            .env("CAIRN_AWS_BATCH_ELEMENTS", "10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let calibrate = Work::new();
+    let (body, _) = many_records("calibrate.example.com", 200, 300);
+    calibrate.write("s/stack.toml", &aws_stack(&proxy.url, &body));
+    let start = Instant::now();
+    assert!(slow_apply(&calibrate).wait().unwrap().success());
+    let duration = start.elapsed();
+
+    let (mut mid_apply, mut unrecorded) = (0, 0);
+    for trial in 0..6 {
+        let zone = format!("k{trial}.example.com");
+        let (body, listing) = many_records(&zone, 200, 300);
+        let w = Work::new();
+        w.write("s/stack.toml", &aws_stack(&proxy.url, &body));
+        let mut child = slow_apply(&w);
+        std::thread::sleep(duration.mul_f64((trial as f64 + 0.5) / 6.0));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let partial = zone_count(&moto.url, &zone);
+        if partial.is_some_and(|n| n > 0 && n < 200) {
+            mid_apply += 1;
+        }
+        let recorded = w.json(&["state", "list", "s"]).as_array().map_or(0, |a| {
+            a.iter()
+                .filter(|x| x.as_str().unwrap().starts_with("record."))
+                .count()
+        });
+        if partial.unwrap_or(0) > recorded {
+            unrecorded += 1;
+        }
+        let r = w.ok(&["apply", "s", "--auto-approve"], 0);
+        assert!(!r.stdout.contains("not managed"), "{}", r.stdout);
+        w.ok(&["plan", "s", "--detailed-exitcode"], 0);
+        assert_eq!(
+            zone_listing(&moto.url, &zone),
+            listing,
+            "trial {trial}: the zone equals the declared one"
+        );
+        let state: Vec<serde_json::Value> =
+            w.json(&["state", "list", "s"]).as_array().unwrap().clone();
+        assert_eq!(
+            state.len(),
+            201,
+            "trial {trial}: every record and the zone are recorded"
+        );
+    }
+    assert!(
+        mid_apply >= 3,
+        "only {mid_apply} of 6 kills landed mid-apply"
+    );
+    assert!(
+        unrecorded >= 1,
+        "no kill left records in Route53 that the state had not recorded"
+    );
+}
+
+/// How many record sets (SOA/NS aside) a zone has, or None if it does not exist yet.
+fn zone_count(endpoint: &str, zone: &str) -> Option<usize> {
+    rt().block_on(async {
+        let r53 = aws_sdk_route53::Client::new(&sdk(endpoint).await);
+        let zones = r53
+            .list_hosted_zones_by_name()
+            .dns_name(format!("{zone}."))
+            .send()
+            .await
+            .unwrap();
+        zones
+            .hosted_zones()
+            .iter()
+            .any(|z| z.name() == format!("{zone}."))
+    })
+    .then(|| zone_listing(endpoint, zone).len())
+}

@@ -4,6 +4,7 @@
 mod apply;
 mod aws;
 mod crash;
+mod faultproxy;
 mod lock;
 mod moto;
 mod schema;

@@ -125,6 +125,9 @@ pub struct Aws {
     backoff: ExponentialBuilder,
     calls: AtomicU64,
     insync_timeout: Duration,
+    /// ResourceRecord elements per Route53 request: 1000, Route53's limit, unless the test
+    /// knob `CAIRN_AWS_BATCH_ELEMENTS` lowers it to make many small requests.
+    max_elements: usize,
     /// What the last refresh saw, for exact DELETEs and health check reuse.
     seen: Mutex<route53::Seen>,
 }
@@ -164,6 +167,11 @@ impl Aws {
                 .with_jitter(),
             calls: AtomicU64::new(0),
             insync_timeout: settings.insync_timeout,
+            max_elements: std::env::var("CAIRN_AWS_BATCH_ELEMENTS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(route53::MAX_ELEMENTS)
+                .clamp(1, route53::MAX_ELEMENTS),
             seen: Mutex::new(route53::Seen::default()),
         }
     }

@@ -25,7 +25,7 @@ use crate::provider::{Change, ChangeOp, ChangeResult, LiveResource, Scope};
 const MEMBER_TAG: &str = "cairn:member";
 const SPEC_TAG: &str = "cairn:spec";
 /// Route53 limits per ChangeResourceRecordSets request (UPSERT counts twice in both).
-const MAX_ELEMENTS: usize = 1000;
+pub(super) const MAX_ELEMENTS: usize = 1000;
 const MAX_CHARS: usize = 32_000;
 const PAGE: i32 = 300;
 
@@ -448,7 +448,7 @@ impl Aws {
         let mut chunks = Vec::new();
         for (i, p) in plans {
             let (e, c) = p.size();
-            if !chunk.is_empty() && (elements + e > MAX_ELEMENTS || chars + c > MAX_CHARS) {
+            if !chunk.is_empty() && (elements + e > self.max_elements || chars + c > MAX_CHARS) {
                 chunks.push(std::mem::take(&mut chunk));
                 (elements, chars) = (0, 0);
             }
