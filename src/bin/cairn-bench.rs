@@ -4,6 +4,7 @@
 //!
 //!   cargo run --release --bin cairn-bench -- --sizes 1000,10000,100000
 //!   cargo run --release --bin cairn-bench -- generate 5000 /tmp/stack   (just write a stack)
+//!   cargo run --release --bin cairn-bench -- aws [--records 10000]       (API calls against moto)
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,15 @@ const RESOURCES_PER_GROUP: usize = 100;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("aws") {
+        let records = args
+            .iter()
+            .position(|a| a == "--records")
+            .and_then(|i| args.get(i + 1))
+            .map_or(10_000, |n| n.parse().expect("a number"));
+        aws(records);
+        return;
+    }
     if args.first().map(String::as_str) == Some("generate") {
         let n: usize = args
             .get(1)
@@ -224,4 +234,108 @@ pub fn generate(n: usize, dir: &Path) {
         }
         std::fs::write(dir.join(format!("zone{z}.toml")), s).expect("write zone");
     }
+}
+
+/// API calls and wall time against moto (from the project's `.venv`), counted by cairn and
+/// cross-checked by a counting proxy: (a) refresh N records, (b) create them, (c) change 1%.
+fn aws(n: usize) {
+    use cairn::testing::faultproxy::{FaultProxy, Faults};
+    let cairn = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("cairn");
+    let moto = std::env::var_os("CAIRN_MOTO_SERVER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
+        });
+    assert!(
+        moto.exists(),
+        "moto_server not found at {}: run tests/run.sh once (it installs moto into .venv)",
+        moto.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(&moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "moto did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{port}"), Faults::default(), 0);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("stack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |ttl_changed: usize| {
+        let mut s = format!(
+            "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\n\n[[zone]]\nname = \"bench.example.com\"\ncloud = \"aws\"\n\n",
+            proxy.url
+        );
+        for i in 0..n {
+            let ttl = if i < ttl_changed { 60 } else { 300 };
+            let _ = write!(
+                s,
+                "[[record]]\nzone = \"bench.example.com\"\nname = \"r{i}\"\ntype = \"A\"\nttl = {ttl}\nvalues = [\"10.{}.{}.{}\"]\n\n",
+                i / 65536,
+                (i / 256) % 256,
+                i % 256
+            );
+        }
+        std::fs::write(dir.join("stack.toml"), s).unwrap();
+    };
+    let run = |args: &[&str], key: &str| -> (u64, u64, f64) {
+        let before = proxy.requests();
+        let start = Instant::now();
+        let out = Command::new(&cairn)
+            .args(args)
+            .arg(&dir)
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run cairn");
+        let wall = start.elapsed().as_secs_f64();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "cairn {args:?}: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (
+            v[key]["aws"].as_u64().unwrap_or(0),
+            proxy.requests() - before,
+            wall,
+        )
+    };
+    write(0);
+    let (b_calls, b_proxy, b_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
+    let (a_calls, a_proxy, a_wall) = run(&["plan", "--json"], "api_calls");
+    write(n / 100);
+    let (c_calls, c_proxy, c_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
+    let _ = server.kill();
+    println!(
+        "| {n} records against moto | cairn's count | proxy's count (whole command) | target | whole command wall |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    println!("| (a) refresh | {a_calls} | {a_proxy} | ≤ 40 | {a_wall:.2} s |");
+    println!(
+        "| (b) create all (apply's calls) | {b_calls} | {b_proxy} (incl. refresh) | ≤ 25 | {b_wall:.2} s |"
+    );
+    println!(
+        "| (c) change 1% (apply's calls) | {c_calls} | {c_proxy} (incl. refresh) | ≤ 3 | {c_wall:.2} s |"
+    );
+    println!(
+        "\nA per-resource engine makes one call per record: {n} for (b), {} for (c).",
+        n / 100
+    );
 }

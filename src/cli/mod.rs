@@ -478,14 +478,22 @@ fn execute(
     rt: &tokio::runtime::Runtime,
 ) -> CmdResult {
     let progress = TerminalProgress::new(ui, plan.changes.len());
+    let before = providers.api_calls();
     let outcome = rt.block_on(apply::apply(plan, providers, state, parallelism, &progress))?;
     let ok = outcome.failed.is_empty() && outcome.skipped.is_empty();
     if ui.json {
+        let total = providers.api_calls();
+        // The refresh's calls were made before; `apply_api_calls` are the changes' own.
+        let apply_calls: BTreeMap<&String, u64> = total
+            .iter()
+            .map(|(k, n)| (k, n - before.get(k).copied().unwrap_or(0)))
+            .collect();
         ui.print_json(&serde_json::json!({
             "plan": plan.summary,
             "outcome": outcome,
             "state_serial": state.serial(),
-            "api_calls": providers.api_calls(),
+            "api_calls": total,
+            "apply_api_calls": apply_calls,
         }));
     } else {
         ui.outcome(&outcome);

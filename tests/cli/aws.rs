@@ -340,7 +340,7 @@ fn many_records(zone: &str, n: usize, ttl: u32) -> (String, Vec<String>) {
 
 #[test]
 fn two_thousand_records_converge_through_throttling_server_errors_and_resets() {
-    use crate::faultproxy::{FaultProxy, Faults};
+    use cairn::testing::faultproxy::{FaultProxy, Faults};
     let Some((moto, _guard)) = moto() else { return };
     let faults = Faults {
         throttle: 0.20,
@@ -416,7 +416,7 @@ fn two_thousand_records_converge_through_throttling_server_errors_and_resets() {
 /// state write is recovered from the write-ahead intents in the state journal.
 #[test]
 fn kill_9_during_an_aws_apply_then_the_next_apply_converges() {
-    use crate::faultproxy::{FaultProxy, Faults};
+    use cairn::testing::faultproxy::{FaultProxy, Faults};
     use std::process::Stdio;
     use std::time::{Duration, Instant};
     let Some((moto, _guard)) = moto() else { return };

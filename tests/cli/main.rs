@@ -4,7 +4,6 @@
 mod apply;
 mod aws;
 mod crash;
-mod faultproxy;
 mod lock;
 mod moto;
 mod schema;

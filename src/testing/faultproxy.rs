@@ -1,4 +1,4 @@
-//! A fault-injecting HTTP proxy between the AWS SDK and moto: Throttling responses, 5xx
+//! A fault-injecting HTTP proxy between an API client and its server (the AWS SDK and moto): Throttling responses, 5xx
 //! (half of them after the request reached moto, so the change happened but the answer is
 //! an error), dropped connections (before or after forwarding) and latency, at set rates,
 //! from a fixed seed. It counts the requests it sees, to cross-check cairn's own counter.

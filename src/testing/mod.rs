@@ -1,0 +1,4 @@
+//! Test utilities shipped with the library, so the test suite and the benchmark harness use
+//! the same parts.
+
+pub mod faultproxy;
