@@ -160,7 +160,7 @@ pub fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
             "import::not_found",
             format!("no live resource has ID `{}`", a.id),
         )
-        .help("`cairn sandbox list` shows the sandbox's IDs")
+        .help("IDs are the provider's: `cairn sandbox list` shows the sandbox's; on AWS a record is HOSTEDZONEID/NAME/TYPE, a group REGION/NAME; a plan that finds the resource prints the exact command")
     })?;
     if found.address() != addr {
         return Err(Diag::error(

@@ -510,3 +510,60 @@ fn zone_count(endpoint: &str, zone: &str) -> Option<usize> {
     })
     .then(|| zone_listing(endpoint, zone).len())
 }
+
+#[test]
+fn import_adopts_a_hand_made_record_and_group() {
+    let Some((moto, _guard)) = moto() else { return };
+    let w = Work::new();
+    let zone = "[[zone]]\nname = \"i.example.com\"\ncloud = \"aws\"\n";
+    w.write("s/stack.toml", &aws_stack(&moto.url, zone));
+    w.ok(&["apply", "s", "--auto-approve"], 0);
+    // Made by hand, then declared: the plan refuses to take it over silently.
+    upsert(&moto.url, "i.example.com", "legacy", 120, "192.0.2.77");
+    create_group(&moto.url, "us-east-1", "batch");
+    let body = format!(
+        "{zone}\n[[record]]\nzone = \"i.example.com\"\nname = \"legacy\"\ntype = \"A\"\nttl = 120\nvalues = [\"192.0.2.77\"]\n\n[[service]]\nname = \"batch\"\n  [[service.deployment]]\n  cloud = \"aws\"\n  region = \"us-east-1\"\n  min = 0\n  max = 1\n"
+    );
+    w.write("s/stack.toml", &aws_stack(&moto.url, &body));
+    let r = w.ok(&["plan", "s"], 1);
+    assert!(
+        r.stderr.contains(
+            "record.i.example.com/legacy/A already exists in aws and is not managed by this stack"
+        ),
+        "{}",
+        r.stderr
+    );
+    let json = crate::Run::from(w.cmd(&["plan", "s", "--json"]).output().unwrap());
+    let diags: serde_json::Value = serde_json::from_str(&json.stderr).unwrap();
+    let help = diags["diagnostics"][0]["help"]
+        .as_str()
+        .expect("import hint");
+    let id = help.split_whitespace().last().unwrap().to_string();
+
+    let r = w.ok(
+        &["import", "record.i.example.com/legacy/A", &id, "-C", "s"],
+        0,
+    );
+    assert!(
+        r.stdout
+            .starts_with("Imported record.i.example.com/legacy/A"),
+        "{}",
+        r.stdout
+    );
+    w.ok(
+        &[
+            "import",
+            "group.batch@aws/us-east-1",
+            "us-east-1/batch",
+            "-C",
+            "s",
+        ],
+        0,
+    );
+    let r = w.ok(&["plan", "s", "--detailed-exitcode"], 0);
+    assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
+    assert_eq!(
+        w.ok(&["state", "list", "s"], 0).stdout,
+        "zone.i.example.com\nrecord.i.example.com/legacy/A\ngroup.batch@aws/us-east-1\n"
+    );
+}
