@@ -323,6 +323,7 @@ fn aws(n: usize) {
     write(n / 100);
     let (c_calls, c_proxy, c_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
     let _ = server.kill();
+    let _ = server.wait();
     println!(
         "| {n} records against moto | cairn's count | proxy's count (whole command) | target | whole command wall |"
     );
