@@ -187,7 +187,10 @@ pub async fn apply(
                 Ok(live) => {
                     match (&live, c.action) {
                         (Some(l), _) => {
-                            if c.after.as_ref().is_some_and(|a| *a != l.attrs) {
+                            if c.after
+                                .as_ref()
+                                .is_some_and(|a| a.with_observed(&l.attrs) != l.attrs)
+                            {
                                 outcome.inconsistent.push(format!(
                                     "{}: provider returned attributes other than planned",
                                     c.address

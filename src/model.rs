@@ -205,6 +205,18 @@ impl Attrs {
         }
     }
 
+    /// `self` (desired) with the observed, read-only attributes of `live` filled in, so they
+    /// never show as differences.
+    pub fn with_observed(&self, live: &Attrs) -> Attrs {
+        match (self, live) {
+            (Attrs::Group(want), Attrs::Group(have)) => Attrs::Group(GroupAttrs {
+                instances: have.instances,
+                ..want.clone()
+            }),
+            _ => self.clone(),
+        }
+    }
+
     /// Whether changing from `self` to `new` cannot be done in place.
     /// Returns the attribute that forces replacement.
     pub fn forces_replacement(&self, new: &Attrs) -> Option<&'static str> {
@@ -316,6 +328,9 @@ pub struct GroupAttrs {
     /// Name of the cloud's scaling group (ASG, scale set, MIG) to manage; default: the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
+    /// Observed, not declared: instances in service when last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
 }
 
 impl GroupAttrs {

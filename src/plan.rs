@@ -258,12 +258,13 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                         reason: "created by an interrupted apply".into(),
                     });
                 }
-                if l.attrs == d.attrs {
+                let want = d.attrs.with_observed(&l.attrs);
+                if l.attrs == want {
                     unchanged += 1;
                     continue;
                 }
-                let drift = recorded.is_some_and(|r| r.attrs == d.attrs);
-                let (action, reason) = match l.attrs.forces_replacement(&d.attrs) {
+                let drift = recorded.is_some_and(|r| r.attrs.with_observed(&l.attrs) == want);
+                let (action, reason) = match l.attrs.forces_replacement(&want) {
                     Some(attr) => (Action::Replace, Some(format!("{attr} forces replacement"))),
                     None => (
                         Action::Update,
@@ -275,9 +276,9 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                     provider: l.provider,
                     action,
                     id: Some(l.id.clone()),
-                    diff: attr_diff(&l.attrs, &d.attrs),
+                    diff: attr_diff(&l.attrs, &want),
                     before: Some(l.attrs.clone()),
-                    after: Some(d.attrs.clone()),
+                    after: Some(want.clone()),
                     reason,
                     depends_on: deps,
                 });

@@ -462,6 +462,7 @@ impl Compiler {
                         desired: desired.unwrap_or(0),
                         endpoint: d.endpoint.as_ref().map(|x| x.get().clone()),
                         group_name: d.group.as_ref().map(|x| x.get().clone()),
+                        instances: None,
                     }),
                     depends_on: Vec::new(),
                     origin: e.whole(),

@@ -299,6 +299,9 @@ fn groups_are_adopted_resized_and_imported() {
         (1, 4, 2)
     );
     w.ok(&["plan", "s", "--detailed-exitcode"], 0);
+    // Instances are observed, never declared: they show in state but are no drift.
+    let shown = w.json(&["state", "show", "group.web@aws/us-west-2", "s"]);
+    assert!(shown["attrs"]["instances"].is_u64(), "{shown}");
     w.write(
         "s/stack.toml",
         &aws_stack(&moto.url, &body.replace("desired = 2", "desired = 3")),
@@ -565,5 +568,27 @@ fn import_adopts_a_hand_made_record_and_group() {
     assert_eq!(
         w.ok(&["state", "list", "s"], 0).stdout,
         "zone.i.example.com\nrecord.i.example.com/legacy/A\ngroup.batch@aws/us-east-1\n"
+    );
+}
+
+#[test]
+fn aws_endpoint_url_in_the_environment_is_honoured() {
+    let Some((moto, _guard)) = moto() else { return };
+    let w = Work::new();
+    w.write(
+        "s/stack.toml",
+        "[stack]\nname = \"env\"\n\n[provider.aws]\nregion = \"us-east-1\"\n\n[[zone]]\nname = \"e.example.com\"\ncloud = \"aws\"\n",
+    );
+    let r = crate::Run::from(
+        w.cmd(&["apply", "s", "--auto-approve"])
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        zone_listing(&moto.url, "e.example.com"),
+        Vec::<String>::new(),
+        "the zone exists in moto"
     );
 }

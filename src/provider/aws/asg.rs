@@ -136,10 +136,14 @@ impl Aws {
                 tags.extend(g.instance_type.clone().map(|t| (INSTANCE_TYPE_TAG, t)));
                 tags.extend(g.endpoint.clone().map(|e| (ENDPOINT_TAG, e)));
                 self.group_tags(&g.region, &gref.name, tags, true).await?;
+                let attrs = GroupAttrs {
+                    instances: in_service(&asg),
+                    ..g.clone()
+                };
                 Ok(Some(LiveResource {
                     provider: AWS,
                     id: group_id(&g.region, &gref.name),
-                    attrs: Attrs::Group(g.clone()),
+                    attrs: Attrs::Group(attrs),
                     owner: Some(owner.to_string()),
                     adoptable: false,
                 }))
@@ -231,6 +235,19 @@ fn tag(asg: &aws_sdk_autoscaling::types::AutoScalingGroup, key: &str) -> Option<
         .map(str::to_string)
 }
 
+/// Instances in service, as observed (read-only).
+fn in_service(asg: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Option<u32> {
+    Some(
+        asg.instances()
+            .iter()
+            .filter(|i| {
+                i.lifecycle_state()
+                    .is_some_and(|s| s.as_str() == "InService")
+            })
+            .count() as u32,
+    )
+}
+
 fn group_id(region: &str, name: &str) -> String {
     format!("{region}/{name}")
 }
@@ -256,6 +273,7 @@ fn group_live(g: &GroupRef, asg: &aws_sdk_autoscaling::types::AutoScalingGroup) 
             desired: asg.desired_capacity().unwrap_or(0).max(0) as u32,
             endpoint: tag(asg, ENDPOINT_TAG),
             group_name: (g.name != service).then(|| g.name.clone()),
+            instances: in_service(asg),
         }),
         owner: tag(asg, OWNER_TAG),
         adoptable: tag(asg, OWNER_TAG).is_none(),
