@@ -592,3 +592,104 @@ fn aws_endpoint_url_in_the_environment_is_honoured() {
         "the zone exists in moto"
     );
 }
+
+#[test]
+fn importing_a_record_adopts_its_health_checks() {
+    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType, TagResourceType};
+    let Some((moto, _guard)) = moto() else { return };
+    let w = Work::new();
+    let zone = "[[zone]]\nname = \"h.example.com\"\ncloud = \"aws\"\n";
+    w.write("s/stack.toml", &aws_stack(&moto.url, zone));
+    w.ok(&["apply", "s", "--auto-approve"], 0);
+    // By hand: a health check and a weighted record set that uses it.
+    let check = rt().block_on(async {
+        let r53 = aws_sdk_route53::Client::new(&sdk(&moto.url).await);
+        let config = HealthCheckConfig::builder()
+            .r#type(HealthCheckType::Https)
+            .ip_address("192.0.2.77")
+            .port(443)
+            .resource_path("/")
+            .request_interval(30)
+            .failure_threshold(3)
+            .build()
+            .unwrap();
+        let hc = r53
+            .create_health_check()
+            .caller_reference("by-hand")
+            .health_check_config(config)
+            .send()
+            .await
+            .unwrap();
+        let id = hc.health_check().unwrap().id().to_string();
+        let zones = r53
+            .list_hosted_zones_by_name()
+            .dns_name("h.example.com.")
+            .send()
+            .await
+            .unwrap();
+        let set = ResourceRecordSet::builder()
+            .name("lb.h.example.com.")
+            .r#type(RrType::A)
+            .ttl(60)
+            .set_identifier("a")
+            .weight(1)
+            .health_check_id(&id)
+            .resource_records(
+                ResourceRecord::builder()
+                    .value("192.0.2.77")
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let change = Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(set)
+            .build()
+            .unwrap();
+        r53.change_resource_record_sets()
+            .hosted_zone_id(zones.hosted_zones()[0].id())
+            .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        id
+    });
+    let body = format!(
+        "{zone}\n[[record]]\nzone = \"h.example.com\"\nname = \"lb\"\ntype = \"A\"\nttl = 60\nrouting = {{ policy = \"weighted\", members = [{{ id = \"a\", values = [\"192.0.2.77\"], weight = 1 }}] }}\nhealth_check = {{ protocol = \"https\", path = \"/\", interval = \"30s\", failures = 3 }}\n"
+    );
+    w.write("s/stack.toml", &aws_stack(&moto.url, &body));
+    let json = crate::Run::from(w.cmd(&["plan", "s", "--json"]).output().unwrap());
+    let diags: serde_json::Value = serde_json::from_str(&json.stderr).unwrap();
+    let id = diags["diagnostics"][0]["help"]
+        .as_str()
+        .expect("import hint")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    w.ok(&["import", "record.h.example.com/lb/A", &id, "-C", "s"], 0);
+    let r = w.ok(&["plan", "s", "--detailed-exitcode"], 0);
+    assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
+    let owner = rt().block_on(async {
+        let r53 = aws_sdk_route53::Client::new(&sdk(&moto.url).await);
+        let tags = r53
+            .list_tags_for_resource()
+            .resource_type(TagResourceType::Healthcheck)
+            .resource_id(&check)
+            .send()
+            .await
+            .unwrap();
+        tags.resource_tag_set()
+            .unwrap()
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("cairn:owner"))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    });
+    assert!(
+        owner.is_some(),
+        "the health check now carries cairn's owner tag"
+    );
+}

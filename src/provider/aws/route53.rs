@@ -539,6 +539,31 @@ impl Aws {
             ChangeOp::Delete { .. } => (None, false),
             // Records carry no ownership marker (record sets have no tags): nothing to do.
             ChangeOp::Adopt { id } | ChangeOp::Release { id } => {
+                // The record's health checks follow it: tagged when adopted, untagged when
+                // released, so later changes replace or keep them as cairn's own or not.
+                for set in &old {
+                    let Some(check) = set.health_check_id() else {
+                        continue;
+                    };
+                    if matches!(change.op, ChangeOp::Adopt { .. }) {
+                        let member = set.set_identifier().unwrap_or_default().to_string();
+                        let tags = vec![
+                            (OWNER_TAG, owner.to_string()),
+                            (ADDRESS_TAG, change.address.to_string()),
+                            (MEMBER_TAG, member),
+                        ];
+                        self.set_tags(TagResourceType::Healthcheck, check, tags, vec![])
+                            .await?;
+                    } else {
+                        self.set_tags(
+                            TagResourceType::Healthcheck,
+                            check,
+                            vec![],
+                            vec![OWNER_TAG, ADDRESS_TAG, MEMBER_TAG, SPEC_TAG],
+                        )
+                        .await?;
+                    }
+                }
                 let live = self.seen_record(zone, &key, id);
                 return Ok(RecordPlan {
                     key,
