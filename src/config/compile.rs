@@ -503,6 +503,8 @@ impl Compiler {
                     e.loc(z.name.span()),
                     "expected a domain like `shop.example.com`",
                 );
+            } else if name != name.to_lowercase() {
+                self.lower_case(e.loc(z.name.span()), &name);
             }
             if zones.insert(name.clone(), *z.cloud.get()).is_some() {
                 continue;
@@ -556,6 +558,8 @@ impl Compiler {
                     e.loc(r.name.span()),
                     "expected a name relative to the zone, or `@`",
                 );
+            } else if *name != name.to_lowercase() {
+                self.lower_case(e.loc(r.name.span()), name);
             }
             let rtype = *r.rtype.get();
             let address = Address::record(zone, name, rtype);
@@ -1414,6 +1418,22 @@ impl Compiler {
                 resources[i].depends_on.extend(deps);
             }
         }
+    }
+
+    /// DNS ignores case and clouds store names in lower case: upper case would read back as
+    /// a difference on every plan.
+    fn lower_case(&mut self, at: Location, name: &str) {
+        self.diags.push(
+            Diag::error(
+                "config::invalid_value",
+                format!("`{name}` has upper-case letters"),
+            )
+            .at(at, "write DNS names in lower case")
+            .help(format!(
+                "use `{}`: DNS ignores case and clouds store names in lower case",
+                name.to_lowercase()
+            )),
+        );
     }
 
     fn check_unique(&mut self, items: impl Iterator<Item = (String, Location)>, what: &str) {
