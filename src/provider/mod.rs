@@ -86,6 +86,18 @@ pub enum ChangeOp {
     },
 }
 
+impl ChangeOp {
+    /// The attributes the resource should have after the change, if it keeps existing.
+    pub fn attrs(&self) -> Option<&Attrs> {
+        match self {
+            ChangeOp::Create { attrs }
+            | ChangeOp::Update { attrs, .. }
+            | ChangeOp::Replace { attrs, .. } => Some(attrs),
+            ChangeOp::Delete { .. } | ChangeOp::Adopt { .. } | ChangeOp::Release { .. } => None,
+        }
+    }
+}
+
 /// The result of one change within a batch.
 pub type ChangeResult = Result<Option<LiveResource>, String>;
 

@@ -314,12 +314,7 @@ impl Provider for Sandbox {
     }
 
     fn batch_key(&self, change: &Change) -> String {
-        let attrs = match &change.op {
-            ChangeOp::Create { attrs }
-            | ChangeOp::Update { attrs, .. }
-            | ChangeOp::Replace { attrs, .. } => Some(attrs),
-            _ => None,
-        };
+        let attrs = change.op.attrs();
         match (change.address.kind, attrs) {
             (ResourceKind::Record, Some(Attrs::Record(r))) => {
                 format!("{}/zone/{}", change.provider.cloud, r.zone)

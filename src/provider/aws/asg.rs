@@ -82,18 +82,8 @@ impl Aws {
         owner: &str,
     ) -> Result<Option<LiveResource>, AwsError> {
         let (service, region) = parse_group(&change.address.name);
-        match &change.op {
-            ChangeOp::Create {
-                attrs: Attrs::Group(g),
-            }
-            | ChangeOp::Update {
-                attrs: Attrs::Group(g),
-                ..
-            }
-            | ChangeOp::Replace {
-                attrs: Attrs::Group(g),
-                ..
-            } => {
+        match (&change.op, change.op.attrs()) {
+            (_, Some(Attrs::Group(g))) => {
                 let gref = GroupRef {
                     address: change.address.clone(),
                     cloud: Cloud::Aws,
@@ -149,14 +139,14 @@ impl Aws {
                 }))
             }
             // An adopted group is released, not deleted: its instances may serve other things.
-            ChangeOp::Delete { id } | ChangeOp::Release { id } => {
+            (ChangeOp::Delete { id } | ChangeOp::Release { id }, _) => {
                 let (region, name) = id.split_once('/').unwrap_or((region, service));
                 let keys = [OWNER_TAG, ADDRESS_TAG, INSTANCE_TYPE_TAG, ENDPOINT_TAG]
                     .map(|k| (k, String::new()));
                 self.group_tags(region, name, keys.to_vec(), false).await?;
                 Ok(None)
             }
-            ChangeOp::Adopt { id } => {
+            (ChangeOp::Adopt { id }, _) => {
                 let (region, name) = id.split_once('/').unwrap_or((region, service));
                 self.group_tags(
                     region,

@@ -24,7 +24,7 @@ use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::{Change, ChangeOp, ChangeResult, LiveResource, Provider, Scope};
+use super::{Change, ChangeResult, LiveResource, Provider, Scope};
 use crate::config::AwsSettings;
 use crate::model::{Attrs, ResourceKind};
 
@@ -255,20 +255,8 @@ impl Provider for Aws {
                 change.address.name.split('/').next().unwrap_or_default()
             ),
             ResourceKind::Zone => "zones".into(),
-            ResourceKind::Group => match &change.op {
-                ChangeOp::Create {
-                    attrs: Attrs::Group(g),
-                }
-                | ChangeOp::Update {
-                    attrs: Attrs::Group(g),
-                    ..
-                }
-                | ChangeOp::Replace {
-                    attrs: Attrs::Group(g),
-                    ..
-                } => {
-                    format!("groups/{}", g.region)
-                }
+            ResourceKind::Group => match change.op.attrs() {
+                Some(Attrs::Group(g)) => format!("groups/{}", g.region),
                 _ => format!(
                     "groups/{}",
                     change.address.name.rsplit('/').next().unwrap_or_default()

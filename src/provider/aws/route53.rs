@@ -273,18 +273,8 @@ impl Aws {
             owner,
             adoptable: false,
         };
-        match &change.op {
-            ChangeOp::Create {
-                attrs: Attrs::Zone(z),
-            }
-            | ChangeOp::Update {
-                attrs: Attrs::Zone(z),
-                ..
-            }
-            | ChangeOp::Replace {
-                attrs: Attrs::Zone(z),
-                ..
-            } => {
+        match (&change.op, change.op.attrs()) {
+            (_, Some(Attrs::Zone(z))) => {
                 let id = self
                     .ensure_zone(&z.name, owner)
                     .await
@@ -296,7 +286,7 @@ impl Aws {
                     .insert(z.name.clone(), id.clone());
                 Ok(Some(zone_live(z.name.clone(), id, Some(owner.to_string()))))
             }
-            ChangeOp::Delete { id } => match self
+            (ChangeOp::Delete { id }, _) => match self
                 .call(false, || self.route53.delete_hosted_zone().id(id).send())
                 .await
             {
@@ -313,7 +303,7 @@ impl Aws {
                 }
                 Err(e) => Err(e.to_string()),
             },
-            ChangeOp::Adopt { id } => {
+            (ChangeOp::Adopt { id }, _) => {
                 self.set_tags(
                     TagResourceType::Hostedzone,
                     id,
@@ -325,7 +315,7 @@ impl Aws {
                 let name = change.address.name.clone();
                 Ok(Some(zone_live(name, id.clone(), Some(owner.to_string()))))
             }
-            ChangeOp::Release { id } => {
+            (ChangeOp::Release { id }, _) => {
                 self.set_tags(TagResourceType::Hostedzone, id, vec![], vec![OWNER_TAG])
                     .await
                     .map_err(|e| e.to_string())?;
