@@ -87,6 +87,10 @@ declared in the stack, or the next apply deletes it."
     #[command(subcommand)]
     Sandbox(SandboxCommand),
 
+    /// Check and read the tamper-evident audit log (needs CAIRN_AUDIT_KEY or CAIRN_AUDIT_KEY_FILE).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
     /// Print the JSON Schema of stack files (for editors; also in schemas/).
     Schema,
 
@@ -222,6 +226,24 @@ pub enum StateCommand {
     },
     /// Show who holds the state lock; explain how to release it.
     Unlock(StackArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the chain of MACs and the checkpoint; name the first bad entry.
+    #[command(after_help = "Exit codes: 0 intact, 1 tampered or unverifiable.")]
+    Verify(StackArgs),
+    /// Print entries (JSON lines with --json).
+    Log {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Only entries of this action (apply, destroy, import, state rm).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+    },
 }
 
 #[derive(Debug, Args)]

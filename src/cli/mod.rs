@@ -2,6 +2,7 @@
 //! Errors are printed in one place (`run`).
 
 mod args;
+mod audit;
 mod sandbox;
 mod state;
 mod ui;
@@ -108,6 +109,7 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
         Command::State(c) => state::run(c, ui),
         Command::Import(a) => state::import(&a, ui),
         Command::Sandbox(c) => sandbox::run(c, ui),
+        Command::Audit(c) => audit::run(c, ui),
         Command::Schema => {
             print!("{}", config::raw::json_schema());
             Ok(EXIT_OK)
@@ -477,9 +479,14 @@ fn execute(
     ui: &Ui,
     rt: &tokio::runtime::Runtime,
 ) -> CmdResult {
+    // A misconfigured audit key stops the apply before anything changes.
+    let audit_keys = audit::keys()?;
     let progress = TerminalProgress::new(ui, plan.changes.len());
     let before = providers.api_calls();
     let outcome = rt.block_on(apply::apply(plan, providers, state, parallelism, &progress))?;
+    if let Some(keys) = &audit_keys {
+        audit::record_apply(keys, plan, &outcome)?;
+    }
     let ok = outcome.failed.is_empty() && outcome.skipped.is_empty();
     if ui.json {
         let total = providers.api_calls();

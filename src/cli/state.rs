@@ -83,6 +83,11 @@ pub fn run(c: StateCommand, ui: &Ui) -> CmdResult {
                 removed.push(addr);
             }
             state.compact()?;
+            super::audit::record(
+                &stack,
+                "state rm",
+                serde_json::json!({ "addresses": removed }),
+            )?;
             if ui.json {
                 ui.print_json(&removed);
             } else {
@@ -218,6 +223,11 @@ pub fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
         }),
     }])?;
     state.compact()?;
+    super::audit::record(
+        &stack,
+        "import",
+        serde_json::json!({ "address": addr, "id": live.id }),
+    )?;
     let declared = stack.resources.iter().any(|r| r.address == addr);
     if ui.json {
         ui.print_json(

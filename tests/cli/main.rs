@@ -2,6 +2,7 @@
 //! output (insta snapshots) and exit codes.
 
 mod apply;
+mod audit;
 mod aws;
 mod crash;
 mod lock;
@@ -67,6 +68,9 @@ impl Work {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_PROFILE")
+            .env_remove("CAIRN_AUDIT_KEY")
+            .env_remove("CAIRN_AUDIT_KEY_FILE")
+            .env_remove("CAIRN_AUDIT_CHECKPOINT")
             .env_remove("AWS_ENDPOINT_URL");
         for k in [
             "CAIRN_SANDBOX_LATENCY_MS",
