@@ -138,18 +138,18 @@ pub async fn apply(
                 progress,
             );
         }
-        let mut pending: VecDeque<(ProviderKind, Vec<usize>)> = VecDeque::new();
+        let mut queued: VecDeque<(ProviderKind, Vec<usize>)> = VecDeque::new();
         for ((kind, _), idx) in groups {
             let max = providers.get(kind).map_or(1, |p| p.max_batch().max(1));
             for chunk in idx.chunks(max) {
-                pending.push_back((kind, chunk.to_vec()));
+                queued.push_back((kind, chunk.to_vec()));
             }
         }
-        while let Some((kind, idx)) = pending.pop_front() {
+        while let Some((kind, idx)) = queued.pop_front() {
             if inflight.len() >= parallelism.max(1) {
                 // Not launched now: back to ready, to be regrouped when a slot frees.
                 ready.extend(idx);
-                ready.extend(pending.drain(..).flat_map(|(_, i)| i));
+                ready.extend(queued.drain(..).flat_map(|(_, i)| i));
                 break;
             }
             let provider = providers
