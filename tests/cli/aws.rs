@@ -26,23 +26,27 @@ async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// The hosted zone ID of `zone`, if it exists.
+async fn find_zone(r53: &aws_sdk_route53::Client, zone: &str) -> Option<String> {
+    let fqdn = format!("{zone}.");
+    let zones = r53
+        .list_hosted_zones_by_name()
+        .dns_name(&fqdn)
+        .send()
+        .await
+        .unwrap();
+    zones
+        .hosted_zones()
+        .iter()
+        .find(|z| z.name() == fqdn)
+        .map(|z| z.id().to_string())
+}
+
 /// Every record set of a zone as `NAME TYPE [SET-ID] TTL VALUES...`, sorted (SOA/NS left out).
 pub fn zone_listing(endpoint: &str, zone: &str) -> Vec<String> {
     rt().block_on(async {
         let r53 = aws_sdk_route53::Client::new(&sdk(endpoint).await);
-        let zones = r53
-            .list_hosted_zones_by_name()
-            .dns_name(format!("{zone}."))
-            .send()
-            .await
-            .unwrap();
-        let id = zones
-            .hosted_zones()
-            .iter()
-            .find(|z| z.name() == format!("{zone}."))
-            .expect("zone exists")
-            .id()
-            .to_string();
+        let id = find_zone(&r53, zone).await.expect("zone exists");
         let mut out = Vec::new();
         let mut next: Option<(String, RrType, Option<String>)> = None;
         loop {
@@ -86,13 +90,7 @@ pub fn zone_listing(endpoint: &str, zone: &str) -> Vec<String> {
 fn upsert(endpoint: &str, zone: &str, name: &str, ttl: i64, value: &str) {
     rt().block_on(async {
         let r53 = aws_sdk_route53::Client::new(&sdk(endpoint).await);
-        let zones = r53
-            .list_hosted_zones_by_name()
-            .dns_name(format!("{zone}."))
-            .send()
-            .await
-            .unwrap();
-        let id = zones.hosted_zones()[0].id().to_string();
+        let id = find_zone(&r53, zone).await.expect("zone exists");
         let set = ResourceRecordSet::builder()
             .name(format!("{name}.{zone}."))
             .r#type(RrType::A)
@@ -500,16 +498,7 @@ fn kill_9_during_an_aws_apply_then_the_next_apply_converges() {
 fn zone_count(endpoint: &str, zone: &str) -> Option<usize> {
     rt().block_on(async {
         let r53 = aws_sdk_route53::Client::new(&sdk(endpoint).await);
-        let zones = r53
-            .list_hosted_zones_by_name()
-            .dns_name(format!("{zone}."))
-            .send()
-            .await
-            .unwrap();
-        zones
-            .hosted_zones()
-            .iter()
-            .any(|z| z.name() == format!("{zone}."))
+        find_zone(&r53, zone).await.is_some()
     })
     .then(|| zone_listing(endpoint, zone).len())
 }
@@ -621,12 +610,7 @@ fn importing_a_record_adopts_its_health_checks() {
             .await
             .unwrap();
         let id = hc.health_check().unwrap().id().to_string();
-        let zones = r53
-            .list_hosted_zones_by_name()
-            .dns_name("h.example.com.")
-            .send()
-            .await
-            .unwrap();
+        let zone_id = find_zone(&r53, "h.example.com").await.expect("zone exists");
         let set = ResourceRecordSet::builder()
             .name("lb.h.example.com.")
             .r#type(RrType::A)
@@ -648,7 +632,7 @@ fn importing_a_record_adopts_its_health_checks() {
             .build()
             .unwrap();
         r53.change_resource_record_sets()
-            .hosted_zone_id(zones.hosted_zones()[0].id())
+            .hosted_zone_id(zone_id)
             .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
             .send()
             .await
