@@ -95,14 +95,6 @@ impl Diag {
         self.severity == Severity::Error
     }
 
-    /// `file:line:col` of the primary span, if any.
-    pub fn position(&self) -> Option<String> {
-        self.location.as_ref().map(|l| {
-            let (line, col) = l.line_col();
-            format!("{}:{line}:{col}", l.file.name)
-        })
-    }
-
     pub fn to_json(&self) -> serde_json::Value {
         let (file, line, column) = match &self.location {
             Some(l) => {
@@ -250,18 +242,6 @@ impl miette::Diagnostic for Report<'_> {
 pub struct Style {
     pub color: bool,
     pub width: usize,
-}
-
-impl Style {
-    pub fn detect_stderr() -> Self {
-        use std::io::IsTerminal;
-        let tty = std::io::stderr().is_terminal();
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Style {
-            color: tty && !no_color,
-            width: if tty { 120 } else { 100 },
-        }
-    }
 }
 
 pub fn render(diag: &Diag, style: Style) -> String {

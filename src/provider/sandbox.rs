@@ -209,98 +209,37 @@ impl Provider for Sandbox {
     }
 
     async fn apply(&self, changes: &[Change], owner: &str) -> Vec<ChangeResult> {
-        let fail = self.fail.clone();
         let result = self.call(|cloud| {
             // Changes in a batch apply in order; later ones see earlier ones.
-            let mut view: BTreeMap<String, Option<Object>> = BTreeMap::new();
-            let get = |view: &BTreeMap<String, Option<Object>>, id: &str| -> Option<Object> {
-                match view.get(id) {
-                    Some(o) => o.clone(),
-                    None => cloud.objects.get(id).cloned(),
-                }
+            let mut view = View {
+                base: cloud,
+                changed: BTreeMap::new(),
             };
             let mut ops = Vec::new();
             let mut results = Vec::with_capacity(changes.len());
             for ch in changes {
-                if fail
+                let effect = if self
+                    .fail
                     .as_deref()
                     .is_some_and(|f| ch.address.to_string().contains(f))
                 {
-                    results.push(Err(format!("sandbox: injected failure for {}", ch.address)));
-                    continue;
-                }
-                let cloud_ns = ch.provider.cloud;
-                let outcome = match &ch.op {
-                    ChangeOp::Create { attrs } => {
-                        let id = sandbox_id(cloud_ns, &address_of(attrs));
-                        if get(&view, &id).is_some() {
-                            Err(format!("AlreadyExists: {} already exists", ch.address))
-                        } else if let Err(e) = zone_exists(&view, cloud_ns, attrs, &get) {
-                            Err(e)
-                        } else {
-                            Ok(Some((
-                                id,
-                                Object {
-                                    cloud: cloud_ns,
-                                    attrs: attrs.clone(),
-                                    owner: Some(owner.to_string()),
-                                },
-                            )))
-                        }
-                    }
-                    ChangeOp::Update { id, attrs } | ChangeOp::Replace { id, attrs } => {
-                        match get(&view, id) {
-                            None => Err(format!("NotFound: {} does not exist", ch.address)),
-                            Some(old) if address_of(&old.attrs) != address_of(attrs) => Err(
-                                format!("InvalidChange: {id} cannot become {}", address_of(attrs)),
-                            ),
-                            Some(old) => Ok(Some((
-                                id.clone(),
-                                Object {
-                                    cloud: cloud_ns,
-                                    attrs: attrs.clone(),
-                                    owner: old.owner.or(Some(owner.to_string())),
-                                },
-                            ))),
-                        }
-                    }
-                    ChangeOp::Adopt { id } => match get(&view, id) {
-                        None => Err(format!("NotFound: {} does not exist", ch.address)),
-                        Some(old) => Ok(Some((
-                            id.clone(),
-                            Object {
-                                owner: Some(owner.to_string()),
-                                ..old
-                            },
-                        ))),
-                    },
-                    // Releasing what no longer exists leaves nothing owned: done.
-                    ChangeOp::Release { id } => match get(&view, id) {
-                        None => Ok(None),
-                        Some(old) => Ok(Some((id.clone(), Object { owner: None, ..old }))),
-                    },
-                    ChangeOp::Delete { id } => match get(&view, id) {
-                        None => Err(format!("NotFound: {} does not exist", ch.address)),
-                        Some(old) => match zone_not_empty(&view, cloud, &old) {
-                            Some(e) => Err(e),
-                            None => {
-                                view.insert(id.clone(), None);
-                                ops.push(SandboxOp::Delete { id: id.clone() });
-                                Ok(None)
-                            }
-                        },
-                    },
+                    Err(format!("sandbox: injected failure for {}", ch.address))
+                } else {
+                    view.effect(ch, owner)
                 };
-                results.push(outcome.map(|put| {
-                    put.map(|(id, object)| {
+                results.push(effect.map(|effect| match effect {
+                    Effect::Put(id, object) => {
                         let live = self.live(&id, &object);
-                        view.insert(id.clone(), Some(object.clone()));
-                        ops.push(SandboxOp::Put {
-                            id,
-                            object: Box::new(object),
-                        });
-                        live
-                    })
+                        view.changed.insert(id.clone(), Some((*object).clone()));
+                        ops.push(SandboxOp::Put { id, object });
+                        Some(live)
+                    }
+                    Effect::Remove(id) => {
+                        view.changed.insert(id.clone(), None);
+                        ops.push(SandboxOp::Delete { id });
+                        None
+                    }
+                    Effect::Nothing => None,
                 }));
             }
             (ops, results)
@@ -336,41 +275,124 @@ impl Provider for Sandbox {
     }
 }
 
-type Getter<'a> = dyn Fn(&BTreeMap<String, Option<Object>>, &str) -> Option<Object> + 'a;
-
-fn zone_exists(
-    view: &BTreeMap<String, Option<Object>>,
-    ns: Cloud,
-    attrs: &Attrs,
-    get: &Getter<'_>,
-) -> Result<(), String> {
-    if let Attrs::Record(r) = attrs
-        && get(view, &sandbox_id(ns, &Address::zone(&r.zone))).is_none()
-    {
-        return Err(format!(
-            "NoSuchHostedZone: zone {} does not exist in {ns}",
-            r.zone
-        ));
-    }
-    Ok(())
+/// The sandbox as a batch sees it: the stored cloud plus the batch's earlier changes.
+struct View<'a> {
+    base: &'a SandboxCloud,
+    /// ID → the object after an earlier change of the batch, or `None` if it deleted it.
+    changed: BTreeMap<String, Option<Object>>,
 }
 
-fn zone_not_empty(
-    view: &BTreeMap<String, Option<Object>>,
-    cloud: &SandboxCloud,
-    zone: &Object,
-) -> Option<String> {
-    let Attrs::Zone(z) = &zone.attrs else {
-        return None;
-    };
-    let prefix = format!("{}/record.{}/", zone.cloud, z.name);
-    let in_cloud = cloud
-        .objects
-        .range(prefix.clone()..)
-        .take_while(|(id, _)| id.starts_with(&prefix))
-        .any(|(id, _)| !matches!(view.get(id), Some(None)));
-    let in_view = view
-        .iter()
-        .any(|(id, o)| id.starts_with(&prefix) && o.is_some());
-    (in_cloud || in_view).then(|| format!("HostedZoneNotEmpty: zone {} still has records", z.name))
+enum Effect {
+    Put(String, Box<Object>),
+    Remove(String),
+    Nothing,
+}
+
+impl View<'_> {
+    fn get(&self, id: &str) -> Option<&Object> {
+        match self.changed.get(id) {
+            Some(o) => o.as_ref(),
+            None => self.base.objects.get(id),
+        }
+    }
+
+    /// Whether any record of this zone exists.
+    fn has_records(&self, cloud: Cloud, zone: &str) -> bool {
+        let prefix = format!("{cloud}/record.{zone}/");
+        let under = |id: &&String| id.starts_with(&prefix);
+        let stored = self
+            .base
+            .objects
+            .range(prefix.clone()..)
+            .map(|(id, _)| id)
+            .take_while(under)
+            .any(|id| !matches!(self.changed.get(id), Some(None)));
+        stored
+            || self
+                .changed
+                .range(prefix.clone()..)
+                .take_while(|(id, _)| under(id))
+                .any(|(_, o)| o.is_some())
+    }
+
+    /// What one change does, with the errors a cloud API would give.
+    fn effect(&self, ch: &Change, owner: &str) -> Result<Effect, String> {
+        let ns = ch.provider.cloud;
+        let missing = || format!("NotFound: {} does not exist", ch.address);
+        match &ch.op {
+            ChangeOp::Create { attrs } => {
+                let id = sandbox_id(ns, &address_of(attrs));
+                if self.get(&id).is_some() {
+                    return Err(format!("AlreadyExists: {} already exists", ch.address));
+                }
+                if let Attrs::Record(r) = attrs
+                    && self.get(&sandbox_id(ns, &Address::zone(&r.zone))).is_none()
+                {
+                    return Err(format!(
+                        "NoSuchHostedZone: zone {} does not exist in {ns}",
+                        r.zone
+                    ));
+                }
+                Ok(Effect::Put(
+                    id,
+                    Box::new(Object {
+                        cloud: ns,
+                        attrs: attrs.clone(),
+                        owner: Some(owner.to_string()),
+                    }),
+                ))
+            }
+            ChangeOp::Update { id, attrs } | ChangeOp::Replace { id, attrs } => {
+                let old = self.get(id).ok_or_else(missing)?;
+                if address_of(&old.attrs) != address_of(attrs) {
+                    return Err(format!(
+                        "InvalidChange: {id} cannot become {}",
+                        address_of(attrs)
+                    ));
+                }
+                let owner = old.owner.clone().or(Some(owner.to_string()));
+                Ok(Effect::Put(
+                    id.clone(),
+                    Box::new(Object {
+                        cloud: ns,
+                        attrs: attrs.clone(),
+                        owner,
+                    }),
+                ))
+            }
+            ChangeOp::Adopt { id } => {
+                let old = self.get(id).ok_or_else(missing)?;
+                Ok(Effect::Put(
+                    id.clone(),
+                    Box::new(Object {
+                        owner: Some(owner.to_string()),
+                        ..old.clone()
+                    }),
+                ))
+            }
+            // Releasing what no longer exists leaves nothing owned: done.
+            ChangeOp::Release { id } => Ok(match self.get(id) {
+                Some(old) => Effect::Put(
+                    id.clone(),
+                    Box::new(Object {
+                        owner: None,
+                        ..old.clone()
+                    }),
+                ),
+                None => Effect::Nothing,
+            }),
+            ChangeOp::Delete { id } => {
+                let old = self.get(id).ok_or_else(missing)?;
+                if let Attrs::Zone(z) = &old.attrs
+                    && self.has_records(old.cloud, &z.name)
+                {
+                    return Err(format!(
+                        "HostedZoneNotEmpty: zone {} still has records",
+                        z.name
+                    ));
+                }
+                Ok(Effect::Remove(id.clone()))
+            }
+        }
+    }
 }

@@ -152,10 +152,6 @@ impl LocalState {
         self.journal.seq()
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The previous holder of the lock, if it died holding it (its run was interrupted).
     pub fn interrupted(&self) -> Option<&LockHolder> {
         self.lock.interrupted.as_ref()
