@@ -203,6 +203,7 @@ pub async fn apply(
                                     id: l.id.clone(),
                                     attrs: l.attrs.clone(),
                                     depends_on: c.depends_on.clone(),
+                                    protected: c.protected,
                                 }),
                             });
                         }

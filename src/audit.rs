@@ -19,6 +19,7 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 /// The keys an audit log is signed and verified with.
+#[derive(Clone)]
 pub struct Keys {
     /// The key new entries are signed with: (id, secret).
     current: (String, Vec<u8>),

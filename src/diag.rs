@@ -3,6 +3,7 @@
 //! Every finding about user input (config validation, later policy findings) is a `Diag`.
 //! They are collected in a list (warnings never abort) and rendered together by miette.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -44,8 +45,9 @@ impl Location {
 #[derive(Debug, Clone)]
 pub struct Diag {
     pub severity: Severity,
-    /// Stable identifier, e.g. `config::unknown_key`; used in docs and JSON output.
-    pub code: &'static str,
+    /// Stable identifier, e.g. `config::unknown_key` or a policy rule's ID; used in docs and
+    /// JSON output.
+    pub code: Cow<'static, str>,
     pub message: String,
     pub location: Option<Location>,
     /// Text written under the highlighted span.
@@ -56,10 +58,10 @@ pub struct Diag {
 }
 
 impl Diag {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn error(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Diag {
             severity: Severity::Error,
-            code,
+            code: code.into(),
             message: message.into(),
             location: None,
             label: String::new(),
@@ -68,7 +70,7 @@ impl Diag {
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn warning(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Diag {
             severity: Severity::Warning,
             ..Diag::error(code, message)
@@ -202,7 +204,7 @@ impl std::error::Error for Report<'_> {}
 
 impl miette::Diagnostic for Report<'_> {
     fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Some(Box::new(self.diag.code))
+        Some(Box::new(&self.diag.code))
     }
     fn severity(&self) -> Option<miette::Severity> {
         Some(match self.diag.severity {

@@ -16,6 +16,8 @@ pub mod graph;
 pub mod journal;
 pub mod model;
 pub mod plan;
+pub mod policy;
 pub mod provider;
+pub mod review;
 pub mod state;
 pub mod testing;

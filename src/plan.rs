@@ -73,6 +73,9 @@ pub struct PlannedChange {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub depends_on: Vec<Address>,
+    /// Declared (or, for a deletion, last recorded as) protected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +139,10 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state_fixes: Vec<StateFix>,
     pub summary: Summary,
+    /// Policy findings on the stack and these changes; a saved plan keeps them, so applying
+    /// it enforces what was reviewed.
+    #[serde(default)]
+    pub findings: Vec<crate::policy::Finding>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -230,6 +237,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                 after: Some(d.attrs.clone()),
                 reason: Some("adopts the existing one".into()),
                 depends_on: deps,
+                protected: d.protected,
             }),
             Some(l) if !owned(&d.address, l) => errors.push(
                 Diag::error(
@@ -254,6 +262,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                             id: l.id.clone(),
                             attrs: l.attrs.clone(),
                             depends_on: deps.clone(),
+                            protected: d.protected,
                         }),
                         reason: "created by an interrupted apply".into(),
                     });
@@ -281,6 +290,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                     after: Some(want.clone()),
                     reason,
                     depends_on: deps,
+                    protected: d.protected,
                 });
             }
             None => changes.push(PlannedChange {
@@ -293,6 +303,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                 diff: Vec::new(),
                 reason: recorded.map(|_| "deleted outside cairn".to_string()),
                 depends_on: deps,
+                protected: d.protected,
             }),
         }
     }
@@ -303,7 +314,11 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
             continue;
         }
         match live_by_addr.get(addr) {
-            Some(l) if l.id == r.id => changes.push(delete(addr, l, r.depends_on.clone(), None)),
+            Some(l) if l.id == r.id => {
+                let mut change = delete(addr, l, r.depends_on.clone(), None);
+                change.protected = r.protected;
+                changes.push(change);
+            }
             _ => fixes.push(StateFix::Forget {
                 address: addr.clone(),
                 reason: "no longer exists".into(),
@@ -358,6 +373,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
         changes,
         state_fixes: fixes,
         summary,
+        findings: Vec::new(),
     })
 }
 
@@ -377,6 +393,7 @@ fn delete(
         diff: Vec::new(),
         reason,
         depends_on,
+        protected: false,
     }
 }
 

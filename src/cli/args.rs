@@ -12,6 +12,7 @@ Getting started:
   cairn apply examples/quickstart        make it so (on the embedded sandbox cloud)
 
 Exit codes: 0 success · 1 error · 2 changes pending (plan --detailed-exitcode)
+            or blocking policy findings (review, policy check)
 Docs: docs/README.md";
 
 #[derive(Debug, Parser)]
@@ -58,12 +59,26 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
     /// Apply a stack (or a saved plan file) to the live clouds.
     #[command(
         after_help = "Asks for confirmation unless --auto-approve. Every completed change is recorded at once, \
-so an interrupted apply loses nothing: run it again and it converges."
+so an interrupted apply loses nothing: run it again and it converges.\n\
+Policy findings are checked first: a hard-mandatory one stops the apply; a soft-mandatory one stops it \
+unless overridden with --override RULE --reason TEXT (recorded in the audit log)."
     )]
     Apply(ApplyArgs),
 
     /// Destroy every resource the stack manages.
     Destroy(DestroyArgs),
+
+    /// Review a change between two git revisions: semantic diff, plan and new policy findings.
+    #[command(after_help = "Example (in a pull request's CI job):\n  \
+cairn review --base origin/main --format github examples/quickstart\n\
+Loads the stack at --base and at HEAD from git, compares declarations and policies, and reports the \
+findings HEAD adds (all of them with --all). Weakened rules and new waivers are called out.\n\
+Exit codes: 0 nothing blocking · 1 error · 2 blocking findings (hard- or soft-mandatory, not waived).")]
+    Review(ReviewArgs),
+
+    /// List the compliance rules in force, or check a stack against them.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 
     /// Show the recorded state, or a saved plan file.
     Show(ShowArgs),
@@ -127,6 +142,25 @@ pub struct FilterArgs {
     pub exclude: Vec<String>,
 }
 
+#[derive(Debug, Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// Evaluate policies as if no waiver were written (an audit of everything waived).
+    #[arg(long)]
+    pub no_waivers: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct OverrideArgs {
+    /// Proceed despite a soft-mandatory finding of this rule (`RULE` or `RULE=RESOURCE`;
+    /// repeatable). Needs --reason and an audit key: every override is audit-logged.
+    #[arg(long = "override", value_name = "RULE[=RESOURCE]")]
+    pub overrides: Vec<String>,
+
+    /// Why the overrides are justified; recorded with them in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
@@ -135,6 +169,8 @@ pub struct PlanArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// Save the plan to this file, for `cairn apply FILE`.
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -163,6 +199,10 @@ pub struct ApplyArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
 
     /// Do not ask for confirmation.
     #[arg(long)]
@@ -181,12 +221,66 @@ pub struct DestroyArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
     /// How many change batches may be in flight at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReviewFormat {
+    /// Text for a terminal, findings as diagnostics.
+    Human,
+    /// One JSON document.
+    Json,
+    /// SARIF 2.1.0, for GitHub code scanning (`github/codeql-action/upload-sarif`).
+    Sarif,
+    /// GitHub Actions workflow commands: one annotation per finding, most severe first.
+    Github,
+    /// A pull-request comment, with the plan collapsed.
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// The git revision to compare HEAD with (e.g. `origin/main`, a commit).
+    #[arg(long, value_name = "REV")]
+    pub base: String,
+    /// The revision under review.
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub head: String,
+    /// Report every finding at HEAD, not only those the change adds.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: ReviewFormat,
+    /// Do not compute the plan (no provider is contacted).
+    #[arg(long)]
+    pub no_plan: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// List the rules in force for a stack (built-in packs from its frameworks, and its own).
+    List(StackArgs),
+    /// Check a stack's declarations against its rules (no plan; see `cairn plan` for changes).
+    #[command(after_help = "Exit codes: 0 nothing blocking · 1 error · 2 blocking findings.")]
+    Check {
+        #[command(flatten)]
+        stack: StackArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -25,12 +25,34 @@ fn required_keys() -> Result<Keys, Failure> {
     })
 }
 
-/// Appends the entry for an apply or destroy of `plan`.
-pub fn record_apply(keys: &Keys, plan: &Plan, outcome: &Outcome) -> Result<(), Failure> {
-    let digest: String = Sha256::digest(serde_json::to_vec(plan).expect("plans serialize"))
+fn plan_digest(plan: &Plan) -> String {
+    Sha256::digest(serde_json::to_vec(plan).expect("plans serialize"))
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
+        .collect()
+}
+
+/// Appends a policy entry (`override`, `waiver`) about applying `plan`.
+pub fn record_policy(
+    keys: &Keys,
+    plan: &Plan,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), Failure> {
+    let record = Record {
+        action: action.into(),
+        stack: plan.stack.clone(),
+        environment: plan.environment.clone(),
+        plan_digest: Some(plan_digest(plan)),
+        result: "ok".into(),
+        details,
+    };
+    append(keys, &plan.target.state_dir, record)
+}
+
+/// Appends the entry for an apply or destroy of `plan`.
+pub fn record_apply(keys: &Keys, plan: &Plan, outcome: &Outcome) -> Result<(), Failure> {
+    let digest = plan_digest(plan);
     let result = if outcome.failed.is_empty() && outcome.skipped.is_empty() {
         "ok".to_string()
     } else {

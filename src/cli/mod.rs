@@ -3,6 +3,8 @@
 
 mod args;
 mod audit;
+mod policy;
+mod review;
 mod sandbox;
 mod state;
 mod ui;
@@ -11,7 +13,6 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
@@ -31,6 +32,8 @@ use crate::state::{LocalState, LockError, StateError};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_CHANGES: i32 = 2;
+/// `review` and `policy check`: findings that would stop an apply.
+pub const EXIT_BLOCKED: i32 = 2;
 
 /// A command failure: diagnostics already shaped for the user.
 pub struct Failure(pub Vec<Diag>);
@@ -95,6 +98,8 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
         Command::Plan(a) => plan_cmd(&a, ui),
         Command::Apply(a) => apply_cmd(a, ui),
         Command::Destroy(a) => destroy_cmd(a, ui),
+        Command::Review(a) => review::run(&a, ui),
+        Command::Policy(c) => policy::run(c, ui),
         Command::Show(a) => show(&a, ui),
         Command::Graph(a) => {
             let (stack, _) = load(&a, ui)?;
@@ -254,7 +259,7 @@ fn check_providers(stack: &Stack) -> Result<(), Failure> {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -290,13 +295,13 @@ fn scope_of(stack: &Stack) -> Scope {
 }
 
 /// Everything plan and apply share: lock, refresh, diff.
-struct Planned {
+pub(super) struct Planned {
     plan: Plan,
     state: LocalState,
     providers: ProviderSet,
 }
 
-fn make_plan(
+pub(super) fn make_plan(
     stack: &Stack,
     filter: &FilterArgs,
     lock: &LockArgs,
@@ -363,8 +368,11 @@ fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
     let (stack, _) = load(&a.stack, ui)?;
     let rt = runtime();
     let Planned {
-        plan, providers, ..
+        mut plan,
+        providers,
+        ..
     } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt, ui)?;
+    policy::evaluate_plan(&stack, &mut plan, &a.policy, ui)?;
     if let Some(out) = &a.out {
         let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
         std::fs::write(out, body).map_err(|e| {
@@ -381,6 +389,10 @@ fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
         ui.print_json(&doc);
     } else {
         print!("{}", plan::render(&plan, ui.color_out));
+        print!("{}", policy::render_findings(&plan.findings, ui.color_out));
+        if plan.findings.iter().any(|f| f.blocks()) {
+            println!("cairn apply will refuse this plan until the blocking findings are fixed, waived or (soft-mandatory only) overridden.");
+        }
         if let Some(out) = &a.out {
             println!(
                 "\nSaved the plan to {}. Apply exactly this plan with:\n  cairn apply {}",
@@ -401,7 +413,7 @@ fn apply_cmd(a: ApplyArgs, ui: &Ui) -> CmdResult {
         if !a.filter.target.is_empty() || !a.filter.exclude.is_empty() {
             return Err(Diag::error("cli::usage", "--target and --exclude are fixed when a plan is saved; they cannot be given with a plan file").into());
         }
-        return apply_saved(&a.path, a.lock.lock_timeout, a.parallelism as usize, ui);
+        return apply_saved(&a, ui);
     }
     let stack_args = StackArgs {
         dir: a.path.clone(),
@@ -409,11 +421,15 @@ fn apply_cmd(a: ApplyArgs, ui: &Ui) -> CmdResult {
     };
     run_apply(
         &stack_args,
-        &a.filter,
-        &a.lock,
-        false,
-        a.auto_approve,
-        a.parallelism as usize,
+        &ApplyOptions {
+            filter: &a.filter,
+            lock: &a.lock,
+            policy: &a.policy,
+            overrides: &a.overrides,
+            destroy: false,
+            auto_approve: a.auto_approve,
+            parallelism: a.parallelism as usize,
+        },
         ui,
     )
 }
@@ -421,24 +437,32 @@ fn apply_cmd(a: ApplyArgs, ui: &Ui) -> CmdResult {
 fn destroy_cmd(a: DestroyArgs, ui: &Ui) -> CmdResult {
     run_apply(
         &a.stack,
-        &a.filter,
-        &a.lock,
-        true,
-        a.auto_approve,
-        a.parallelism as usize,
+        &ApplyOptions {
+            filter: &a.filter,
+            lock: &a.lock,
+            policy: &a.policy,
+            overrides: &a.overrides,
+            destroy: true,
+            auto_approve: a.auto_approve,
+            parallelism: a.parallelism as usize,
+        },
         ui,
     )
 }
 
-fn run_apply(
-    s: &StackArgs,
-    filter: &FilterArgs,
-    lock: &LockArgs,
+/// What apply and destroy share.
+struct ApplyOptions<'a> {
+    filter: &'a FilterArgs,
+    lock: &'a LockArgs,
+    policy: &'a PolicyArgs,
+    overrides: &'a OverrideArgs,
     destroy: bool,
     auto_approve: bool,
     parallelism: usize,
-    ui: &Ui,
-) -> CmdResult {
+}
+
+fn run_apply(s: &StackArgs, o: &ApplyOptions<'_>, ui: &Ui) -> CmdResult {
+    let (destroy, auto_approve) = (o.destroy, o.auto_approve);
     if ui.json && !auto_approve {
         return Err(Diag::error(
             "cli::usage",
@@ -454,21 +478,25 @@ fn run_apply(
         "cairn apply"
     };
     let Planned {
-        plan,
+        mut plan,
         mut state,
         providers,
-    } = make_plan(&stack, filter, lock, destroy, command, &rt, ui)?;
+    } = make_plan(&stack, o.filter, o.lock, destroy, command, &rt, ui)?;
+    policy::evaluate_plan(&stack, &mut plan, o.policy, ui)?;
     if !ui.json {
         print!("{}", plan::render(&plan, ui.color_out));
+        print!("{}", policy::render_findings(&plan.findings, ui.color_out));
     }
     if !plan.has_changes() {
         return Ok(nothing_to_do(&plan, ui));
     }
+    let gate = policy::gate(&plan.findings, o.overrides)?;
     if !auto_approve && !confirm(destroy)? {
         println!("\nApply cancelled: nothing was changed.");
         return Ok(EXIT_ERROR);
     }
-    execute(&plan, &providers, &mut state, parallelism, ui, &rt)
+    policy::record(&gate, &plan)?;
+    execute(&plan, &providers, &mut state, o.parallelism, ui, &rt)
 }
 
 fn execute(
@@ -497,6 +525,7 @@ fn execute(
             .collect();
         ui.print_json(&serde_json::json!({
             "plan": plan.summary,
+            "findings": plan.findings,
             "outcome": outcome,
             "state_serial": state.serial(),
             "api_calls": total,
@@ -536,7 +565,9 @@ fn confirm(destroy: bool) -> Result<bool, Failure> {
     Ok(line.trim() == "yes")
 }
 
-fn apply_saved(path: &Path, lock_timeout: Duration, parallelism: usize, ui: &Ui) -> CmdResult {
+fn apply_saved(a: &ApplyArgs, ui: &Ui) -> CmdResult {
+    let (path, lock_timeout, parallelism) =
+        (&a.path, a.lock.lock_timeout, a.parallelism as usize);
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diag::error(
             "plan::read",
@@ -591,10 +622,13 @@ fn apply_saved(path: &Path, lock_timeout: Duration, parallelism: usize, ui: &Ui)
     }
     if !ui.json {
         print!("{}", plan::render(&plan, ui.color_out));
+        print!("{}", policy::render_findings(&plan.findings, ui.color_out));
     }
     if !plan.has_changes() {
         return Ok(nothing_to_do(&plan, ui));
     }
+    let gate = policy::gate(&plan.findings, &a.overrides)?;
+    policy::record(&gate, &plan)?;
     execute(&plan, &providers, &mut state, parallelism, ui, &rt)
 }
 

@@ -220,6 +220,7 @@ pub fn import(a: &ImportArgs, ui: &Ui) -> CmdResult {
             id: live.id.clone(),
             attrs: live.attrs.clone(),
             depends_on,
+            protected: false,
         }),
     }])?;
     state.compact()?;

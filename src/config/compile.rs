@@ -137,6 +137,7 @@ impl Compiler {
             scaling,
             compliance,
             files: raw.files.clone(),
+            origin: raw.stack.first().map(|e| e.whole()),
         })
     }
 
@@ -376,6 +377,7 @@ impl Compiler {
                     .help("add [[service.deployment]] tables with cloud, region, min and max"),
                 );
             }
+            let protected = s.protected.as_ref().is_some_and(|p| *p.get());
             let mut groups = Vec::new();
             for d in &s.deployment {
                 let cloud = *d.cloud.get();
@@ -465,13 +467,36 @@ impl Compiler {
                         instances: None,
                     }),
                     depends_on: Vec::new(),
+                    protected,
                     origin: e.whole(),
                 });
             }
+            if let Some(v) = &s.tls_min_version
+                && !TLS_VERSIONS.contains(&v.get().as_str())
+            {
+                self.error(
+                    "config::invalid_value",
+                    format!("unknown TLS version `{}`", v.get()),
+                    e.loc(v.span()),
+                    "expected \"1.0\", \"1.1\", \"1.2\" or \"1.3\"",
+                );
+            }
+            let days = |this: &mut Self, v: &Option<Sp<i64>>, what: &str| {
+                v.as_ref().and_then(|v| this.int_in(e, v, 0, 36_500, what))
+            };
+            let backup_retention_days = days(self, &s.backup_retention_days, "backup_retention_days");
+            let log_retention_days = days(self, &s.log_retention_days, "log_retention_days");
             services.push(Service {
                 name: name.clone(),
                 data_classification: s.data_classification.as_ref().map(|c| *c.get()),
                 groups,
+                protected,
+                protocol: s.protocol.as_ref().map(|p| *p.get()),
+                tls_min_version: s.tls_min_version.as_ref().map(|v| v.get().clone()),
+                encryption_at_rest: s.encryption_at_rest.as_ref().map(|v| *v.get()),
+                backup_retention_days,
+                audit_logging: s.audit_logging.as_ref().map(|v| *v.get()),
+                log_retention_days,
                 origin: e.loc(s.name.span()),
             });
         }
@@ -514,6 +539,7 @@ impl Compiler {
                 provider: providers.for_cloud(*z.cloud.get()),
                 attrs: Attrs::Zone(ZoneAttrs { name }),
                 depends_on: Vec::new(),
+                protected: z.protected.as_ref().is_some_and(|p| *p.get()),
                 origin: e.whole(),
             });
         }
@@ -622,6 +648,7 @@ impl Compiler {
                     health_check,
                 }),
                 depends_on: depends,
+                protected: false,
                 origin: e.whole(),
             });
         }
@@ -1257,7 +1284,17 @@ impl Compiler {
         let Some(e) = raw.compliance.first() else {
             return Compliance::default();
         };
-        let mut out = Compliance::default();
+        let mut out = Compliance {
+            origin: Some(e.whole()),
+            change_approvers: e.value.change_approvers.iter().map(|a| a.get().clone()).collect(),
+            enforcement: e
+                .value
+                .enforcement
+                .iter()
+                .map(|(rule, level)| (rule.clone(), (*level.get(), e.loc(level.span()))))
+                .collect(),
+            ..Compliance::default()
+        };
         for f in &e.value.frameworks {
             if !out.frameworks.contains(f.get()) {
                 out.frameworks.push(*f.get());
@@ -1513,6 +1550,8 @@ impl Compiler {
         }
     }
 }
+
+const TLS_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3"];
 
 fn policy_name(p: RoutingPolicy) -> &'static str {
     match p {

@@ -150,7 +150,7 @@ pub fn load(files: Vec<Arc<SourceFile>>, env: Option<&str>) -> (RawConfig, Vec<D
             let mut loader = FileLoader {
                 file: file.clone(),
                 diags: Vec::new(),
-                vars: &vars,
+                vars: Some(&vars),
                 environment: &environment,
             };
             let mut part = RawConfig::default();
@@ -262,7 +262,8 @@ fn collect_variables<'i>(
 struct FileLoader<'v, 'i> {
     file: Arc<SourceFile>,
     diags: Vec<Diag>,
-    vars: &'v Vars<'i>,
+    /// `None` in files without `${...}` references (policy files).
+    vars: Option<&'v Vars<'i>>,
     environment: &'v str,
 }
 
@@ -450,7 +451,7 @@ impl<'i> FileLoader<'_, 'i> {
         let span = value.span();
         // An entry with an unresolved `${...}` is not decoded: its values would only
         // produce follow-on errors.
-        if !self.interpolate(&mut value) {
+        if self.vars.is_some() && !self.interpolate(&mut value) {
             return None;
         }
         let mut unknown = Vec::new();
@@ -491,7 +492,8 @@ impl<'i> FileLoader<'_, 'i> {
         let span = value.span();
         match value.get_mut() {
             DeValue::String(s) if s.contains("${") => {
-                match substitute(s, span.start, self.vars, self.environment) {
+                let vars = self.vars.expect("interpolation needs variables");
+                match substitute(s, span.start, vars, self.environment) {
                     Ok(Substituted::Whole(v)) => {
                         *value = Spanned::new(span, v);
                         true
@@ -598,6 +600,81 @@ fn substitute<'i>(
     }
     out.push_str(rest);
     Ok(Substituted::Text(out))
+}
+
+/// Reads a TOML file that is not a stack file (policy files) the way stack files are read:
+/// each top-level entry decoded on its own, unknown keys and type errors as diagnostics.
+pub struct FileReader<'i> {
+    loader: FileLoader<'i, 'i>,
+    /// The file's top-level keys, in order, for the caller to decode.
+    pub keys: Vec<(Sp<String>, Spanned<DeValue<'i>>)>,
+}
+
+impl<'i> FileReader<'i> {
+    pub fn parse(file: &'i Arc<SourceFile>) -> FileReader<'i> {
+        let (table, errors) = DeTable::parse_recoverable(&file.text);
+        let mut loader = FileLoader {
+            file: file.clone(),
+            diags: Vec::new(),
+            vars: None,
+            environment: "",
+        };
+        for e in errors {
+            let span = e.span().unwrap_or(0..0);
+            let d = Diag::error(
+                "config::syntax",
+                format!("invalid TOML: {}", e.message().trim()),
+            )
+            .at(loader.loc(span), "here");
+            loader.diags.push(d);
+        }
+        let keys = table
+            .into_inner()
+            .into_iter()
+            .map(|(k, v)| (Sp(Spanned::new(k.span(), k.into_inner().into_owned())), v))
+            .collect();
+        FileReader { loader, keys }
+    }
+
+    /// Decodes a `[[key]]` array, each element on its own.
+    pub fn array<T: DeserializeOwned>(
+        &mut self,
+        key: &str,
+        value: Spanned<DeValue<'i>>,
+    ) -> Vec<Entry<T>> {
+        let mut out = Vec::new();
+        self.loader
+            .array_entries(value, key, &mut out, &mut Vec::new());
+        out
+    }
+
+    /// Decodes a `[key]` table.
+    pub fn table<T: DeserializeOwned>(
+        &mut self,
+        key: &str,
+        value: Spanned<DeValue<'i>>,
+    ) -> Option<Entry<T>> {
+        let span = value.span();
+        let v = self.loader.decode(value, &[Seg::Key(key.into())])?;
+        Some(self.loader.entry(span, v))
+    }
+
+    pub fn unknown_key(&mut self, key: &Sp<String>, known: &[&str]) {
+        let mut d = Diag::error(
+            "config::unknown_key",
+            format!("unknown top-level key `{}`", key.get()),
+        )
+        .at(self.loader.loc(key.span()), "not a known section");
+        d = match suggest(key.get(), known) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help(format!("known sections: {}", known.join(", "))),
+        };
+        self.loader.diags.push(d);
+    }
+
+    pub fn diags(self) -> Vec<Diag> {
+        self.loader.diags
+    }
 }
 
 #[derive(Debug)]

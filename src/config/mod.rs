@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use compile::compile;
-pub use load::{RawConfig, load, read_dir, suggest};
+pub use load::{Entry, FileReader, RawConfig, load, read_dir, suggest};
 
 use crate::diag::{Diag, Location, SourceFile};
 use crate::model::{Address, Attrs, Cloud, ProviderKind, ProviderRef};
-use raw::{DataClassification, Framework};
+use raw::{DataClassification, Enforcement, Framework};
 
 /// A validated stack: the only input to graph building and planning.
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct Stack {
     pub scaling: BTreeMap<String, ScalingPolicy>,
     pub compliance: Compliance,
     pub files: Vec<Arc<SourceFile>>,
+    /// The `[stack]` table, where stack-wide findings point.
+    pub origin: Option<Location>,
 }
 
 /// One resource the stack wants to exist.
@@ -42,6 +44,8 @@ pub struct Desired {
     pub provider: ProviderRef,
     pub attrs: Attrs,
     pub depends_on: Vec<Dependency>,
+    /// Declared `protected`: policies refuse to delete or replace it.
+    pub protected: bool,
     /// The declaration, for diagnostics.
     pub origin: Location,
 }
@@ -112,6 +116,13 @@ pub struct Service {
     pub data_classification: Option<DataClassification>,
     /// Group addresses, one per deployment.
     pub groups: Vec<Address>,
+    pub protected: bool,
+    pub protocol: Option<raw::Protocol>,
+    pub tls_min_version: Option<String>,
+    pub encryption_at_rest: Option<bool>,
+    pub backup_retention_days: Option<u32>,
+    pub audit_logging: Option<bool>,
+    pub log_retention_days: Option<u32>,
     pub origin: Location,
 }
 
@@ -141,12 +152,26 @@ pub struct Cost {
 pub struct Compliance {
     pub frameworks: Vec<Framework>,
     pub allowed_regions: BTreeMap<DataClassification, Vec<String>>,
+    pub change_approvers: Vec<String>,
+    /// Per-rule enforcement set by the stack, with where it was set.
+    pub enforcement: BTreeMap<String, (Enforcement, Location)>,
+    /// The `[compliance]` table.
+    pub origin: Option<Location>,
 }
 
 /// Reads, loads and compiles the stack in `dir`: the whole front half of the pipeline.
 /// Returns the stack and its warnings, or every diagnostic when there is an error.
 pub fn load_stack(dir: &Path, env: Option<&str>) -> Result<(Stack, Vec<Diag>), Vec<Diag>> {
     let files = read_dir(dir).map_err(|d| vec![d])?;
+    compile_files(files, dir, env)
+}
+
+/// Loads and compiles already-read files as the stack in `dir` (which locates its state).
+pub fn compile_files(
+    files: Vec<Arc<SourceFile>>,
+    dir: &Path,
+    env: Option<&str>,
+) -> Result<(Stack, Vec<Diag>), Vec<Diag>> {
     let (raw, mut diags) = load(files, env);
     let explicit_env = env.is_some();
     match compile(raw, dir, explicit_env) {

@@ -121,7 +121,7 @@ pub struct RawStack {
     pub description: Option<Sp<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// `.cairn/` beside the stack.
@@ -204,12 +204,14 @@ pub struct RawZone {
     pub name: Sp<String>,
     /// Cloud hosting the zone.
     pub cloud: Sp<Cloud>,
+    /// Protected from deletion: policies refuse plans that delete or replace it.
+    pub protected: Option<Sp<bool>>,
     /// Addresses (or `service.NAME`) this zone must wait for.
     #[serde(default)]
     pub depends_on: Vec<Sp<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DataClassification {
     Public,
@@ -225,6 +227,20 @@ pub struct RawService {
     pub name: Sp<String>,
     /// What data the service handles; compliance rules read it.
     pub data_classification: Option<Sp<DataClassification>>,
+    /// Protected from deletion: policies refuse plans that delete or replace its groups.
+    pub protected: Option<Sp<bool>>,
+    /// What the service's endpoint serves: `https`, `http` or `tcp`.
+    pub protocol: Option<Sp<Protocol>>,
+    /// Lowest TLS version the endpoint accepts: `1.0`, `1.1`, `1.2` or `1.3`.
+    pub tls_min_version: Option<Sp<String>>,
+    /// Whether the service's stored data is encrypted at rest.
+    pub encryption_at_rest: Option<Sp<bool>>,
+    /// Days backups of the service's data are kept (0: no backups).
+    pub backup_retention_days: Option<Sp<i64>>,
+    /// Whether access to the service's data is written to an audit log.
+    pub audit_logging: Option<Sp<bool>>,
+    /// Days the service's logs are kept.
+    pub log_retention_days: Option<Sp<i64>>,
     #[serde(default)]
     pub depends_on: Vec<Sp<String>>,
     /// Where the service runs: one scaling group per cloud and region.
@@ -249,7 +265,7 @@ pub struct RawDeployment {
     pub group: Option<Sp<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoutingPolicy {
     Simple,
@@ -307,7 +323,7 @@ pub struct RawMember {
     pub location: Option<Sp<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Http,
@@ -362,7 +378,7 @@ pub struct RawCost {
     pub max_per_hour: Option<Sp<f64>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Framework {
     Soc2,
@@ -378,4 +394,34 @@ pub struct RawCompliance {
     /// Regions allowed per data classification, e.g. `personal = ["eu-west-1"]`.
     #[serde(default)]
     pub allowed_regions: BTreeMap<String, Vec<Sp<String>>>,
+    /// Who approves production changes (names or e-mail addresses).
+    #[serde(default)]
+    pub change_approvers: Vec<Sp<String>>,
+    /// Enforcement per rule ID, replacing the rule's own: `"SOC2-…" = "hard"`.
+    #[serde(default)]
+    pub enforcement: BTreeMap<String, Sp<Enforcement>>,
+}
+
+/// How a policy finding is enforced by `cairn plan`, `apply` and `review`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Reported; never blocks.
+    Advisory,
+    /// Blocks unless overridden with `--override RULE --reason TEXT`, which is audit-logged.
+    Soft,
+    /// Blocks; only a waiver in the stack's policies can excuse it.
+    Hard,
 }

@@ -48,6 +48,10 @@ pub struct StateResource {
     /// Recorded so deletions can run in reverse dependency order after the config is gone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Address>,
+    /// Declared protected when last applied: deleting it after its declaration is removed
+    /// is still a deletion of a protected resource.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,438 @@
+//! The semantic diff of two revisions of a stack: what its declarations and policies say
+//! differently, not how its files changed.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::Stack;
+use crate::diag::Location;
+use crate::plan::attr_diff;
+use crate::policy::{Enforcement, Policies, Rule, Waiver};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Section {
+    Resource,
+    Service,
+    Scaling,
+    Compliance,
+    Rule,
+    Waiver,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Added,
+    Removed,
+    Changed,
+}
+
+/// One declaration that differs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub section: Section,
+    /// Address, `service.NAME`, rule ID, ...
+    pub subject: String,
+    pub kind: Kind,
+    /// `field: before → after` lines.
+    pub details: Vec<String>,
+    /// Loosens a compliance control: a rule removed or relaxed, a waiver added, a region
+    /// allowed, a framework dropped, a protection removed.
+    pub weakens: bool,
+    #[serde(skip)]
+    pub location: Option<Location>,
+}
+
+/// One revision as review sees it.
+pub struct Side {
+    pub stack: Stack,
+    pub policies: Policies,
+}
+
+pub fn semantic(base: Option<&Side>, head: &Side) -> Vec<Change> {
+    let mut out = Vec::new();
+    resources(base.map(|b| &b.stack), &head.stack, &mut out);
+    services(base.map(|b| &b.stack), &head.stack, &mut out);
+    scaling(base.map(|b| &b.stack), &head.stack, &mut out);
+    compliance(base.map(|b| &b.stack), &head.stack, &mut out);
+    rules(base.map(|b| &b.policies), &head.policies, &head.stack, &mut out);
+    waivers(base.map(|b| &b.policies), &head.policies, &mut out);
+    out
+}
+
+fn show(v: &Option<Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "(none)".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Pairs items of two revisions by key: (base, head) for each key in either.
+fn pair<'a, T>(
+    base: impl Iterator<Item = (String, &'a T)>,
+    head: impl Iterator<Item = (String, &'a T)>,
+) -> BTreeMap<String, (Option<&'a T>, Option<&'a T>)> {
+    let mut m: BTreeMap<String, (Option<&T>, Option<&T>)> = BTreeMap::new();
+    for (k, v) in base {
+        m.entry(k).or_default().0 = Some(v);
+    }
+    for (k, v) in head {
+        m.entry(k).or_default().1 = Some(v);
+    }
+    m
+}
+
+/// Field-by-field differences of two flat JSON objects.
+fn field_changes(before: &Value, after: &Value) -> Vec<(String, Option<Value>, Option<Value>)> {
+    let empty = serde_json::Map::new();
+    let b = before.as_object().unwrap_or(&empty);
+    let a = after.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| b.get(*k) != a.get(*k))
+        .map(|k| ((*k).clone(), b.get(k).cloned(), a.get(k).cloned()))
+        .collect()
+}
+
+fn resources(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
+    let b = base
+        .into_iter()
+        .flat_map(|s| &s.resources)
+        .map(|r| (r.address.to_string(), r));
+    let h = head.resources.iter().map(|r| (r.address.to_string(), r));
+    for (addr, pair) in pair(b, h) {
+        let (kind, details, weakens, location) = match pair {
+            (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
+            (Some(b), None) => (Kind::Removed, Vec::new(), b.protected, None),
+            (Some(b), Some(h)) => {
+                let mut details: Vec<String> = attr_diff(&b.attrs, &h.attrs)
+                    .into_iter()
+                    .map(|d| format!("{}: {} → {}", d.path, show(&d.before), show(&d.after)))
+                    .collect();
+                if b.protected != h.protected {
+                    details.push(format!("protected: {} → {}", b.protected, h.protected));
+                }
+                if details.is_empty() {
+                    continue;
+                }
+                let weakens = b.protected && !h.protected;
+                (Kind::Changed, details, weakens, Some(h.origin.clone()))
+            }
+            (None, None) => continue,
+        };
+        out.push(Change {
+            section: Section::Resource,
+            subject: addr,
+            kind,
+            details,
+            weakens,
+            location: location.or_else(|| stack_location(head)),
+        });
+    }
+}
+
+fn service_doc(s: &crate::config::Service) -> Value {
+    json!({
+        "data_classification": s.data_classification,
+        "protected": s.protected,
+        "protocol": s.protocol,
+        "tls_min_version": s.tls_min_version,
+        "encryption_at_rest": s.encryption_at_rest,
+        "backup_retention_days": s.backup_retention_days,
+        "audit_logging": s.audit_logging,
+        "log_retention_days": s.log_retention_days,
+    })
+}
+
+fn services(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
+    let b = base
+        .into_iter()
+        .flat_map(|s| &s.services)
+        .map(|s| (format!("service.{}", s.name), s));
+    let h = head.services.iter().map(|s| (format!("service.{}", s.name), s));
+    for (name, pair) in pair(b, h) {
+        let (kind, details, weakens, location) = match pair {
+            (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
+            (Some(b), None) => (Kind::Removed, Vec::new(), b.protected, None),
+            (Some(b), Some(h)) => {
+                let changes = field_changes(&service_doc(b), &service_doc(h));
+                if changes.is_empty() {
+                    continue;
+                }
+                // Turning a security setting off (or a protection) loosens a control.
+                let weakens = changes.iter().any(|(k, before, after)| {
+                    matches!(
+                        k.as_str(),
+                        "protected" | "encryption_at_rest" | "audit_logging"
+                    ) && before == &Some(Value::Bool(true))
+                        && after != &Some(Value::Bool(true))
+                });
+                let details = changes
+                    .iter()
+                    .map(|(k, b, a)| format!("{k}: {} → {}", show(b), show(a)))
+                    .collect();
+                (Kind::Changed, details, weakens, Some(h.origin.clone()))
+            }
+            (None, None) => continue,
+        };
+        out.push(Change {
+            section: Section::Service,
+            subject: name,
+            kind,
+            details,
+            weakens,
+            location: location.or_else(|| stack_location(head)),
+        });
+    }
+}
+
+fn scaling_doc(p: &crate::config::ScalingPolicy) -> Value {
+    json!({
+        "target_utilization": p.target_utilization,
+        "startup": humantime::format_duration(p.startup).to_string(),
+        "scale_in_stabilization": humantime::format_duration(p.scale_in_stabilization).to_string(),
+        "predictive.horizon": p.predictive.as_ref().map(|x| humantime::format_duration(x.horizon).to_string()),
+        "predictive.history": p.predictive.as_ref().map(|x| humantime::format_duration(x.history).to_string()),
+        "cost.per_replica_hour": p.cost.as_ref().map(|c| c.per_replica_hour),
+        "cost.max_per_hour": p.cost.as_ref().and_then(|c| c.max_per_hour),
+    })
+}
+
+fn scaling(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
+    let b = base
+        .into_iter()
+        .flat_map(|s| &s.scaling)
+        .map(|(n, p)| (format!("scaling.{n}"), p));
+    let h = head.scaling.iter().map(|(n, p)| (format!("scaling.{n}"), p));
+    for (name, pair) in pair(b, h) {
+        let (kind, details, weakens, location) = match pair {
+            (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
+            (Some(b), None) => (Kind::Removed, Vec::new(), b.cost.is_some(), None),
+            (Some(b), Some(h)) => {
+                let changes = field_changes(&scaling_doc(b), &scaling_doc(h));
+                if changes.is_empty() {
+                    continue;
+                }
+                let weakens = changes.iter().any(|(k, before, after)| {
+                    k == "cost.max_per_hour" && before.as_ref().is_some_and(|v| !v.is_null())
+                        && (after.as_ref().is_none_or(Value::is_null)
+                            || after.as_ref().and_then(Value::as_f64)
+                                > before.as_ref().and_then(Value::as_f64))
+                });
+                let details = changes
+                    .iter()
+                    .map(|(k, b, a)| format!("{k}: {} → {}", show(b), show(a)))
+                    .collect();
+                (Kind::Changed, details, weakens, Some(h.origin.clone()))
+            }
+            (None, None) => continue,
+        };
+        out.push(Change {
+            section: Section::Scaling,
+            subject: name,
+            kind,
+            details,
+            weakens,
+            location: location.or_else(|| stack_location(head)),
+        });
+    }
+}
+
+fn stack_location(stack: &Stack) -> Option<Location> {
+    stack
+        .compliance
+        .origin
+        .clone()
+        .or_else(|| stack.origin.clone())
+}
+
+fn compliance(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
+    let empty = crate::config::Compliance::default();
+    let b = base.map_or(&empty, |s| &s.compliance);
+    let h = &head.compliance;
+    let mut details = Vec::new();
+    let mut weakens = false;
+    for f in &b.frameworks {
+        if !h.frameworks.contains(f) {
+            details.push(format!("framework removed: {}", json!(f).as_str().unwrap_or("?")));
+            weakens = true;
+        }
+    }
+    for f in &h.frameworks {
+        if !b.frameworks.contains(f) {
+            details.push(format!("framework added: {}", json!(f).as_str().unwrap_or("?")));
+        }
+    }
+    let classes: std::collections::BTreeSet<_> =
+        b.allowed_regions.keys().chain(h.allowed_regions.keys()).collect();
+    for c in classes {
+        let name = json!(c).as_str().unwrap_or("?").to_string();
+        let (before, after) = (b.allowed_regions.get(c), h.allowed_regions.get(c));
+        match (before, after) {
+            (Some(_), None) => {
+                details.push(format!("allowed_regions.{name}: restriction removed"));
+                weakens = true;
+            }
+            (None, Some(r)) => details.push(format!("allowed_regions.{name}: set to {r:?}")),
+            (Some(x), Some(y)) => {
+                for r in y.iter().filter(|r| !x.contains(r)) {
+                    details.push(format!("allowed_regions.{name}: {r} allowed"));
+                    weakens = true;
+                }
+                for r in x.iter().filter(|r| !y.contains(r)) {
+                    details.push(format!("allowed_regions.{name}: {r} no longer allowed"));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    if b.change_approvers != h.change_approvers {
+        details.push(format!(
+            "change_approvers: {:?} → {:?}",
+            b.change_approvers, h.change_approvers
+        ));
+        weakens |= h.change_approvers.len() < b.change_approvers.len();
+    }
+    let rules: std::collections::BTreeSet<&String> =
+        b.enforcement.keys().chain(h.enforcement.keys()).collect();
+    for r in rules {
+        let (before, after) = (
+            b.enforcement.get(r).map(|x| x.0),
+            h.enforcement.get(r).map(|x| x.0),
+        );
+        if before != after {
+            details.push(format!(
+                "enforcement of {r}: {} → {}",
+                before.map_or("(rule's own)", |e| e.as_str()),
+                after.map_or("(rule's own)", |e| e.as_str())
+            ));
+            // Any new per-stack setting may lower a rule; lowering an existing one does.
+            weakens |= match (before, after) {
+                (Some(x), Some(y)) => y < x,
+                (Some(_), None) => false,
+                (None, Some(y)) => y < Enforcement::Hard,
+                (None, None) => false,
+            };
+        }
+    }
+    if !details.is_empty() {
+        out.push(Change {
+            section: Section::Compliance,
+            subject: format!("stack.{}", head.name),
+            kind: if base.is_some() { Kind::Changed } else { Kind::Added },
+            details,
+            weakens,
+            location: stack_location(head),
+        });
+    }
+}
+
+fn rule_doc(r: &Rule) -> Value {
+    json!({
+        "title": r.title,
+        "severity": r.severity,
+        "enforcement": r.enforcement,
+        "applies_to": r.applies_to,
+        "when": r.when.as_ref().map(|c| c.text.clone()),
+        "require": r.require.text,
+        "controls": r.controls,
+    })
+}
+
+fn rules(base: Option<&Policies>, head: &Policies, stack: &Stack, out: &mut Vec<Change>) {
+    let b = base
+        .into_iter()
+        .flat_map(|p| &p.rules)
+        .map(|r| (r.id.clone(), r));
+    let h = head.rules.iter().map(|r| (r.id.clone(), r));
+    for (id, pair) in pair(b, h) {
+        let (kind, details, weakens, location) = match pair {
+            (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
+            (Some(b), None) => (
+                Kind::Removed,
+                vec![format!("was in {}", b.source)],
+                true,
+                stack_location(stack),
+            ),
+            (Some(b), Some(h)) => {
+                let changes = field_changes(&rule_doc(b), &rule_doc(h));
+                if changes.is_empty() {
+                    continue;
+                }
+                // Lower severity or enforcement, or any change to what the rule checks
+                // (which cairn cannot judge), may let through what it caught.
+                let weakens = h.enforcement < b.enforcement
+                    || h.severity < b.severity
+                    || changes
+                        .iter()
+                        .any(|(k, _, _)| matches!(k.as_str(), "when" | "require" | "applies_to"));
+                let details = changes
+                    .iter()
+                    .map(|(k, b, a)| format!("{k}: {} → {}", show(b), show(a)))
+                    .collect();
+                (Kind::Changed, details, weakens, Some(h.origin.clone()))
+            }
+            (None, None) => continue,
+        };
+        out.push(Change {
+            section: Section::Rule,
+            subject: id,
+            kind,
+            details,
+            weakens,
+            location,
+        });
+    }
+}
+
+fn waiver_key(w: &Waiver) -> String {
+    format!("{} for {}", w.rule, w.resource)
+}
+
+fn waivers(base: Option<&Policies>, head: &Policies, out: &mut Vec<Change>) {
+    let b = base
+        .into_iter()
+        .flat_map(|p| &p.waivers)
+        .map(|w| (waiver_key(w), w));
+    let h = head.waivers.iter().map(|w| (waiver_key(w), w));
+    for (key, pair) in pair(b, h) {
+        let describe = |w: &Waiver| {
+            vec![
+                format!("reason: {}", w.reason),
+                format!("approver: {}", w.approver),
+                format!("expires: {}", w.expires),
+            ]
+        };
+        let (kind, details, weakens, location) = match pair {
+            (None, Some(h)) => (Kind::Added, describe(h), true, Some(h.origin.clone())),
+            (Some(_), None) => (Kind::Removed, Vec::new(), false, None),
+            (Some(b), Some(h)) => {
+                let (x, y) = (describe(b), describe(h));
+                if x == y {
+                    continue;
+                }
+                let details = x
+                    .iter()
+                    .zip(&y)
+                    .filter(|(a, b)| a != b)
+                    .map(|(a, b)| format!("{a} → {}", b.split_once(": ").map_or("", |p| p.1)))
+                    .collect();
+                (Kind::Changed, details, h.expires > b.expires, Some(h.origin.clone()))
+            }
+            (None, None) => continue,
+        };
+        out.push(Change {
+            section: Section::Waiver,
+            subject: key,
+            kind,
+            details,
+            weakens,
+            location,
+        });
+    }
+}
