@@ -266,6 +266,21 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                         }),
                         reason: "created by an interrupted apply".into(),
                     });
+                } else if let Some(r) = recorded.filter(|r| r.protected != d.protected) {
+                    // Protection is kept in the state so that it outlives the declaration.
+                    fixes.push(StateFix::Record {
+                        address: d.address.clone(),
+                        resource: Box::new(StateResource {
+                            protected: d.protected,
+                            ..r.clone()
+                        }),
+                        reason: if d.protected {
+                            "now protected"
+                        } else {
+                            "no longer protected"
+                        }
+                        .into(),
+                    });
                 }
                 let want = d.attrs.with_observed(&l.attrs);
                 if l.attrs == want {

@@ -7,6 +7,7 @@ mod aws;
 mod crash;
 mod lock;
 mod moto;
+mod policy;
 mod schema;
 mod validate;
 
