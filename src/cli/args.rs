@@ -331,7 +331,7 @@ pub enum AuditCommand {
     Log {
         #[command(flatten)]
         stack: StackArgs,
-        /// Only entries of this action (apply, destroy, import, state rm).
+        /// Only entries of this action (apply, destroy, import, state rm, override, waiver).
         #[arg(long)]
         action: Option<String>,
         /// Only entries at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).

@@ -391,7 +391,9 @@ fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
         print!("{}", plan::render(&plan, ui.color_out));
         print!("{}", policy::render_findings(&plan.findings, ui.color_out));
         if plan.findings.iter().any(|f| f.blocks()) {
-            println!("cairn apply will refuse this plan until the blocking findings are fixed, waived or (soft-mandatory only) overridden.");
+            println!(
+                "cairn apply will refuse this plan until the blocking findings are fixed, waived or (soft-mandatory only) overridden."
+            );
         }
         if let Some(out) = &a.out {
             println!(
@@ -566,8 +568,7 @@ fn confirm(destroy: bool) -> Result<bool, Failure> {
 }
 
 fn apply_saved(a: &ApplyArgs, ui: &Ui) -> CmdResult {
-    let (path, lock_timeout, parallelism) =
-        (&a.path, a.lock.lock_timeout, a.parallelism as usize);
+    let (path, lock_timeout, parallelism) = (&a.path, a.lock.lock_timeout, a.parallelism as usize);
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diag::error(
             "plan::read",

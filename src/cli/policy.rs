@@ -180,12 +180,16 @@ pub fn gate<'a>(findings: &'a [Finding], o: &OverrideArgs) -> Result<Gate<'a>, F
             keys: None,
         });
     }
-    let reason = o.reason.clone().filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-        Failure::from(
-            Diag::error("policy::override", "--override needs --reason")
-                .help("say why, e.g. --reason \"incident 4711: restore service first\""),
-        )
-    })?;
+    let reason = o
+        .reason
+        .clone()
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| {
+            Failure::from(
+                Diag::error("policy::override", "--override needs --reason")
+                    .help("say why, e.g. --reason \"incident 4711: restore service first\""),
+            )
+        })?;
     let keys = super::audit::keys()?.ok_or_else(|| {
         Failure::from(
             Diag::error(
@@ -262,11 +266,15 @@ pub fn run(c: PolicyCommand, ui: &Ui) -> CmdResult {
                         })
                     })
                     .collect();
-                ui.print_json(&serde_json::json!({ "rules": rules, "waivers": policies.waivers.len() }));
+                ui.print_json(
+                    &serde_json::json!({ "rules": rules, "waivers": policies.waivers.len() }),
+                );
                 return Ok(EXIT_OK);
             }
             if policies.rules.is_empty() {
-                println!("No rules in force: add frameworks to [compliance] or rules to policies/.");
+                println!(
+                    "No rules in force: add frameworks to [compliance] or rules to policies/."
+                );
             }
             for r in &policies.rules {
                 let enforcement = stack
@@ -306,7 +314,10 @@ pub fn run(c: PolicyCommand, ui: &Ui) -> CmdResult {
                         plural(policies.rules.len())
                     );
                 } else {
-                    print!("{}", render_findings(&eval.findings, ui.color_out).trim_start());
+                    print!(
+                        "{}",
+                        render_findings(&eval.findings, ui.color_out).trim_start()
+                    );
                 }
             }
             Ok(if blocked { EXIT_BLOCKED } else { EXIT_OK })

@@ -83,7 +83,11 @@ pub fn run(a: &ReviewArgs, ui: &Ui) -> CmdResult {
         unchanged: found.unchanged,
         notes,
     };
-    let format = if ui.json { ReviewFormat::Json } else { a.format };
+    let format = if ui.json {
+        ReviewFormat::Json
+    } else {
+        a.format
+    };
     match format {
         ReviewFormat::Human => {
             ui.diagnostics(&report.notes);
@@ -92,7 +96,6 @@ pub fn run(a: &ReviewArgs, ui: &Ui) -> CmdResult {
         ReviewFormat::Json => ui.print_json(&review::format::json(&report)),
         ReviewFormat::Sarif => ui.print_json(&review::format::sarif(&report)),
         ReviewFormat::Github => {
-            print!("{}", review::format::github_notes(&report.notes));
             print!("{}", review::format::github(&report));
         }
         ReviewFormat::Markdown => print!("{}", review::format::markdown(&report)),

@@ -484,7 +484,8 @@ impl Compiler {
             let days = |this: &mut Self, v: &Option<Sp<i64>>, what: &str| {
                 v.as_ref().and_then(|v| this.int_in(e, v, 0, 36_500, what))
             };
-            let backup_retention_days = days(self, &s.backup_retention_days, "backup_retention_days");
+            let backup_retention_days =
+                days(self, &s.backup_retention_days, "backup_retention_days");
             let log_retention_days = days(self, &s.log_retention_days, "log_retention_days");
             services.push(Service {
                 name: name.clone(),
@@ -1286,7 +1287,12 @@ impl Compiler {
         };
         let mut out = Compliance {
             origin: Some(e.whole()),
-            change_approvers: e.value.change_approvers.iter().map(|a| a.get().clone()).collect(),
+            change_approvers: e
+                .value
+                .change_approvers
+                .iter()
+                .map(|a| a.get().clone())
+                .collect(),
             enforcement: e
                 .value
                 .enforcement

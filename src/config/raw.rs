@@ -211,7 +211,9 @@ pub struct RawZone {
     pub depends_on: Vec<Sp<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DataClassification {
     Public,
@@ -378,12 +380,25 @@ pub struct RawCost {
     pub max_per_hour: Option<Sp<f64>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Framework {
     Soc2,
     Gdpr,
     Hipaa,
+}
+
+impl Framework {
+    /// The name of the framework's built-in policy pack.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framework::Soc2 => "soc2",
+            Framework::Gdpr => "gdpr",
+            Framework::Hipaa => "hipaa",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

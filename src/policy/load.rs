@@ -85,10 +85,7 @@ pub fn read_policy_dir(dir: &Path) -> Result<Vec<Arc<SourceFile>>, Diag> {
 }
 
 /// Loads the named built-in packs and the given policy files. Every error at once.
-pub fn load_files(
-    frameworks: &[&str],
-    files: Vec<Arc<SourceFile>>,
-) -> Result<Policies, Vec<Diag>> {
+pub fn load_files(frameworks: &[&str], files: Vec<Arc<SourceFile>>) -> Result<Policies, Vec<Diag>> {
     let mut all: Vec<Arc<SourceFile>> = frameworks.iter().filter_map(|f| builtin(f)).collect();
     all.extend(files);
     let mut policies = Policies::default();
@@ -100,10 +97,13 @@ pub fn load_files(
     for r in &policies.rules {
         if let Some(first) = seen.insert(&r.id, &r.origin) {
             diags.push(
-                Diag::error("policy::duplicate", format!("rule `{}` is defined twice", r.id))
-                    .at(r.origin.clone(), "defined again here")
-                    .also(first.clone(), "first defined here")
-                    .help("rule IDs are unique across the built-in packs and the stack's policies"),
+                Diag::error(
+                    "policy::duplicate",
+                    format!("rule `{}` is defined twice", r.id),
+                )
+                .at(r.origin.clone(), "defined again here")
+                .also(first.clone(), "first defined here")
+                .help("rule IDs are unique across the built-in packs and the stack's policies"),
             );
         }
     }
@@ -226,8 +226,7 @@ fn date(dt: &toml::value::Datetime) -> Option<jiff::civil::Date> {
 
 fn is_rule_id(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 

@@ -187,10 +187,7 @@ impl Finding {
             Diag::warning(self.rule.clone(), message)
         };
         let label = match &self.waiver {
-            Some(w) => format!(
-                "waived until {} by {} ({})",
-                w.expires, w.approver, w.at
-            ),
+            Some(w) => format!("waived until {} by {} ({})", w.expires, w.approver, w.at),
             None => {
                 let mut l = format!(
                     "{} · {} severity",
@@ -299,14 +296,19 @@ pub fn evaluate(
     let mut notes = policies.warnings.clone();
     notes.extend(enforcement_notes(policies, stack));
     notes.extend(apply_waivers(policies, opts, &mut findings));
+    // Most severe first: blocking, then unwaived, then by severity; then by place.
     findings.sort_by(|a, b| {
-        (b.blocks(), b.severity, &a.file, a.line, &a.rule).cmp(&(
-            a.blocks(),
-            a.severity,
-            &b.file,
-            b.line,
-            &b.rule,
-        ))
+        let key = |f: &Finding| {
+            (
+                std::cmp::Reverse(f.blocks()),
+                f.waiver.is_some(),
+                std::cmp::Reverse(f.severity),
+                f.file.clone(),
+                f.line,
+                f.rule.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
     });
     Ok(Evaluation { findings, notes })
 }
@@ -457,11 +459,7 @@ pub fn for_stack(stack: &Stack) -> Result<Policies, Vec<Diag>> {
         .compliance
         .frameworks
         .iter()
-        .map(|f| match f {
-            crate::config::raw::Framework::Soc2 => "soc2",
-            crate::config::raw::Framework::Gdpr => "gdpr",
-            crate::config::raw::Framework::Hipaa => "hipaa",
-        })
+        .map(|f| f.as_str())
         .collect();
     load_files(&frameworks, files)
 }

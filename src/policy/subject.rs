@@ -16,7 +16,17 @@ use crate::plan::Plan;
 
 /// What a rule applies to.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum SubjectKind {
@@ -79,7 +89,7 @@ pub fn stack_doc(stack: &Stack) -> Value {
         "name": stack.name,
         "environment": stack.environment,
         "production": is_production(&stack.environment),
-        "frameworks": c.frameworks.iter().map(|f| to_str(f)).collect::<Vec<_>>(),
+        "frameworks": c.frameworks.iter().map(to_str).collect::<Vec<_>>(),
         "allowed_regions": c.allowed_regions.iter()
             .map(|(k, v)| (to_str(k), json!(v)))
             .collect::<serde_json::Map<_, _>>(),
@@ -133,7 +143,10 @@ pub fn subjects(stack: &Stack, plan: Option<&Plan>) -> Vec<Subject> {
                 kind: SubjectKind::Deployment,
                 resource: d.address.to_string(),
                 origin: d.origin.clone(),
-                vars: vec![("deployment", group_doc(&d.address.to_string(), g)), ("service", service.clone())],
+                vars: vec![
+                    ("deployment", group_doc(&d.address.to_string(), g)),
+                    ("service", service.clone()),
+                ],
             });
         }
         out.push(Subject {
@@ -212,7 +225,9 @@ pub fn subjects(stack: &Stack, plan: Option<&Plan>) -> Vec<Subject> {
         let fallback = stack_origin(stack);
         for c in &plan.changes {
             let declared = stack.resources.iter().find(|r| r.address == c.address);
-            let Some(origin) = declared.map(|r| r.origin.clone()).or_else(|| fallback.clone())
+            let Some(origin) = declared
+                .map(|r| r.origin.clone())
+                .or_else(|| fallback.clone())
             else {
                 continue;
             };

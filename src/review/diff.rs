@@ -58,7 +58,12 @@ pub fn semantic(base: Option<&Side>, head: &Side) -> Vec<Change> {
     services(base.map(|b| &b.stack), &head.stack, &mut out);
     scaling(base.map(|b| &b.stack), &head.stack, &mut out);
     compliance(base.map(|b| &b.stack), &head.stack, &mut out);
-    rules(base.map(|b| &b.policies), &head.policies, &head.stack, &mut out);
+    rules(
+        base.map(|b| &b.policies),
+        &head.policies,
+        &head.stack,
+        &mut out,
+    );
     waivers(base.map(|b| &b.policies), &head.policies, &mut out);
     out
 }
@@ -154,7 +159,10 @@ fn services(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
         .into_iter()
         .flat_map(|s| &s.services)
         .map(|s| (format!("service.{}", s.name), s));
-    let h = head.services.iter().map(|s| (format!("service.{}", s.name), s));
+    let h = head
+        .services
+        .iter()
+        .map(|s| (format!("service.{}", s.name), s));
     for (name, pair) in pair(b, h) {
         let (kind, details, weakens, location) = match pair {
             (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
@@ -208,7 +216,10 @@ fn scaling(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
         .into_iter()
         .flat_map(|s| &s.scaling)
         .map(|(n, p)| (format!("scaling.{n}"), p));
-    let h = head.scaling.iter().map(|(n, p)| (format!("scaling.{n}"), p));
+    let h = head
+        .scaling
+        .iter()
+        .map(|(n, p)| (format!("scaling.{n}"), p));
     for (name, pair) in pair(b, h) {
         let (kind, details, weakens, location) = match pair {
             (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
@@ -219,7 +230,8 @@ fn scaling(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
                     continue;
                 }
                 let weakens = changes.iter().any(|(k, before, after)| {
-                    k == "cost.max_per_hour" && before.as_ref().is_some_and(|v| !v.is_null())
+                    k == "cost.max_per_hour"
+                        && before.as_ref().is_some_and(|v| !v.is_null())
                         && (after.as_ref().is_none_or(Value::is_null)
                             || after.as_ref().and_then(Value::as_f64)
                                 > before.as_ref().and_then(Value::as_f64))
@@ -259,17 +271,26 @@ fn compliance(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
     let mut weakens = false;
     for f in &b.frameworks {
         if !h.frameworks.contains(f) {
-            details.push(format!("framework removed: {}", json!(f).as_str().unwrap_or("?")));
+            details.push(format!(
+                "framework removed: {}",
+                json!(f).as_str().unwrap_or("?")
+            ));
             weakens = true;
         }
     }
     for f in &h.frameworks {
         if !b.frameworks.contains(f) {
-            details.push(format!("framework added: {}", json!(f).as_str().unwrap_or("?")));
+            details.push(format!(
+                "framework added: {}",
+                json!(f).as_str().unwrap_or("?")
+            ));
         }
     }
-    let classes: std::collections::BTreeSet<_> =
-        b.allowed_regions.keys().chain(h.allowed_regions.keys()).collect();
+    let classes: std::collections::BTreeSet<_> = b
+        .allowed_regions
+        .keys()
+        .chain(h.allowed_regions.keys())
+        .collect();
     for c in classes {
         let name = json!(c).as_str().unwrap_or("?").to_string();
         let (before, after) = (b.allowed_regions.get(c), h.allowed_regions.get(c));
@@ -324,7 +345,11 @@ fn compliance(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
         out.push(Change {
             section: Section::Compliance,
             subject: format!("stack.{}", head.name),
-            kind: if base.is_some() { Kind::Changed } else { Kind::Added },
+            kind: if base.is_some() {
+                Kind::Changed
+            } else {
+                Kind::Added
+            },
             details,
             weakens,
             location: stack_location(head),
@@ -422,7 +447,12 @@ fn waivers(base: Option<&Policies>, head: &Policies, out: &mut Vec<Change>) {
                     .filter(|(a, b)| a != b)
                     .map(|(a, b)| format!("{a} → {}", b.split_once(": ").map_or("", |p| p.1)))
                     .collect();
-                (Kind::Changed, details, h.expires > b.expires, Some(h.origin.clone()))
+                (
+                    Kind::Changed,
+                    details,
+                    h.expires > b.expires,
+                    Some(h.origin.clone()),
+                )
             }
             (None, None) => continue,
         };

@@ -29,7 +29,11 @@ fn change_line(c: &Change) -> String {
         super::Section::Compliance => format!("compliance of {}", c.subject),
         _ => c.subject.clone(),
     };
-    let flag = if c.weakens { "   (loosens a control)" } else { "" };
+    let flag = if c.weakens {
+        "   (loosens a control)"
+    } else {
+        ""
+    };
     format!("{} {what}{flag}", symbol(c.kind))
 }
 
@@ -71,7 +75,9 @@ pub fn human(r: &Report, color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", headline(r));
     if !r.base.present {
-        out.push_str("The stack is new (absent or not compiling at the base): everything is reported.\n\n");
+        out.push_str(
+            "The stack is new (absent or not compiling at the base): everything is reported.\n\n",
+        );
     }
     if r.changes.is_empty() {
         out.push_str("No declarations differ.\n");
@@ -289,7 +295,12 @@ pub fn github(r: &Report) -> String {
         if let Some(w) = &f.waiver {
             let _ = write!(message, " (waived until {} by {})", w.expires, w.approver);
         }
-        let _ = write!(message, "\n{} · {} severity", enforcement_phrase(f), f.severity.as_str());
+        let _ = write!(
+            message,
+            "\n{} · {} severity",
+            enforcement_phrase(f),
+            f.severity.as_str()
+        );
         if !f.controls.is_empty() {
             let _ = write!(message, " · {}", f.controls.join(", "));
         }
@@ -305,6 +316,7 @@ pub fn github(r: &Report) -> String {
             escape(&message, false)
         );
     }
+    out.push_str(&github_notes(&r.notes));
     if left_out > 0 {
         let _ = writeln!(
             out,
@@ -316,8 +328,8 @@ pub fn github(r: &Report) -> String {
     out
 }
 
-/// Waiver and enforcement notes as warning annotations.
-pub fn github_notes(notes: &[Diag]) -> String {
+/// Configuration warnings and waiver notes as warning annotations.
+fn github_notes(notes: &[Diag]) -> String {
     let mut out = String::new();
     for d in notes {
         let j = d.to_json();
@@ -348,7 +360,11 @@ pub fn markdown(r: &Report) -> String {
     let mut out = String::new();
     let blocking = r.blocking().count();
     let icon = if blocking > 0 { "❌" } else { "✅" };
-    let _ = writeln!(out, "### {icon} cairn review: `{}` ({})\n", r.stack, r.environment);
+    let _ = writeln!(
+        out,
+        "### {icon} cairn review: `{}` ({})\n",
+        r.stack, r.environment
+    );
     let _ = writeln!(
         out,
         "Base `{}` (`{}`) → head `{}` (`{}`). {}\n",
@@ -359,7 +375,9 @@ pub fn markdown(r: &Report) -> String {
         summary(r)
     );
     if !r.findings.is_empty() {
-        out.push_str("| | Rule | Resource | Where | Enforcement | Finding |\n|---|---|---|---|---|---|\n");
+        out.push_str(
+            "| | Rule | Resource | Where | Enforcement | Finding |\n|---|---|---|---|---|---|\n",
+        );
         for rep in &r.findings {
             let f = &rep.finding;
             let mark = if f.blocks() {
@@ -387,8 +405,16 @@ pub fn markdown(r: &Report) -> String {
     if !r.changes.is_empty() {
         out.push_str("**Declarations**\n\n");
         for c in &r.changes {
-            let weak = if c.weakens { " ⚠️ loosens a control" } else { "" };
-            let _ = writeln!(out, "- `{}`{weak}", change_line(c).trim_end_matches("   (loosens a control)"));
+            let weak = if c.weakens {
+                " ⚠️ loosens a control"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "- `{}`{weak}",
+                change_line(c).trim_end_matches("   (loosens a control)")
+            );
             for d in &c.details {
                 let _ = writeln!(out, "  - {}", cell(d));
             }

@@ -35,7 +35,9 @@ fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
 }
 
 fn text(bytes: Vec<u8>) -> String {
-    String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_string()
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_string()
 }
 
 impl Repo {
@@ -57,15 +59,22 @@ impl Repo {
 
     /// The commit a revision names.
     pub fn resolve(&self, rev: &str) -> Result<String, Diag> {
-        git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
-            .map(text)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                Diag::error("review::git", format!("unknown git revision `{rev}`")).help(
-                    "in CI, fetch the base branch first (actions/checkout with fetch-depth: 0)",
-                )
-            })
+        git(
+            &self.root,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{rev}^{{commit}}"),
+            ],
+        )
+        .map(text)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Diag::error("review::git", format!("unknown git revision `{rev}`"))
+                .help("in CI, fetch the base branch first (actions/checkout with fetch-depth: 0)")
+        })
     }
 
     /// The stack's `.toml` files and its `policies/*.toml` at `commit`; empty when the
@@ -73,7 +82,15 @@ impl Repo {
     pub fn snapshot(&self, commit: &str) -> Result<Snapshot, Diag> {
         let listing = git(
             &self.root,
-            &["ls-tree", "-r", "-z", "--name-only", commit, "--", &self.prefix],
+            &[
+                "ls-tree",
+                "-r",
+                "-z",
+                "--name-only",
+                commit,
+                "--",
+                &self.prefix,
+            ],
         )
         .map_err(|e| Diag::error("review::git", format!("cannot list files at {commit}: {e}")))?;
         let mut snap = Snapshot::default();
@@ -88,7 +105,10 @@ impl Repo {
                 _ => continue,
             };
             let body = git(&self.root, &["show", &format!("{commit}:{path}")]).map_err(|e| {
-                Diag::error("review::git", format!("cannot read {path} at {commit}: {e}"))
+                Diag::error(
+                    "review::git",
+                    format!("cannot read {path} at {commit}: {e}"),
+                )
             })?;
             list.push(Arc::new(SourceFile {
                 name: path,

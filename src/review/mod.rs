@@ -11,7 +11,7 @@ use std::path::Path;
 
 pub use diff::{Change, Kind, Section, Side, semantic};
 
-use crate::config::{self, Stack};
+use crate::config;
 use crate::diag::{Diag, Location};
 use crate::plan::Plan;
 use crate::policy::{self, Enforcement, Finding, Options, Severity};
@@ -76,22 +76,14 @@ pub fn side(
         )]);
     }
     let (stack, warnings) = config::compile_files(snap.stack, dir, env)?;
-    let frameworks = frameworks(&stack);
-    let policies = policy::load_files(&frameworks, snap.policies)?;
-    Ok((Side { stack, policies }, warnings))
-}
-
-fn frameworks(stack: &Stack) -> Vec<&'static str> {
-    stack
+    let frameworks: Vec<&str> = stack
         .compliance
         .frameworks
         .iter()
-        .map(|f| match f {
-            config::raw::Framework::Soc2 => "soc2",
-            config::raw::Framework::Gdpr => "gdpr",
-            config::raw::Framework::Hipaa => "hipaa",
-        })
-        .collect()
+        .map(|f| f.as_str())
+        .collect();
+    let policies = policy::load_files(&frameworks, snap.policies)?;
+    Ok((Side { stack, policies }, warnings))
 }
 
 /// What review decides, given both sides (the base may be absent) and HEAD's plan.
@@ -148,6 +140,7 @@ pub fn findings(i: &Inputs<'_>, changes: &[Change]) -> Result<Findings, Vec<Diag
         let key = |r: &Reported| {
             (
                 std::cmp::Reverse(r.finding.blocks()),
+                r.finding.waiver.is_some(),
                 std::cmp::Reverse(r.finding.severity),
                 r.finding.file.clone(),
                 r.finding.line,
@@ -166,22 +159,25 @@ pub fn findings(i: &Inputs<'_>, changes: &[Change]) -> Result<Findings, Vec<Diag
 /// A weakening change as an advisory finding, so every output format calls it out.
 fn change_finding(c: &Change) -> Option<Finding> {
     let at: &Location = c.location.as_ref()?;
-    let (rule, title, fix) = match c.section {
-        Section::Waiver => (
+    let (rule, title, fix) = match (c.section, c.kind) {
+        (Section::Waiver, Kind::Added) => (
             WAIVER_ADDED,
-            if c.kind == Kind::Added {
-                "A waiver is added".to_string()
-            } else {
-                "A waiver is extended".to_string()
-            },
+            "Waiver added",
             "a reviewer with compliance authority should approve the waiver's reason and expiry",
+        ),
+        (Section::Waiver, _) => (
+            WAIVER_ADDED,
+            "Waiver extended",
+            "a reviewer with compliance authority should approve the waiver's reason and expiry",
+        ),
+        (_, Kind::Removed) => (
+            WEAKENED,
+            "Removed, loosening a compliance control",
+            "a reviewer with compliance authority should confirm the control may be loosened",
         ),
         _ => (
             WEAKENED,
-            match c.kind {
-                Kind::Removed => format!("{} is removed, loosening a compliance control", c.subject),
-                _ => format!("{} is changed in a way that loosens a compliance control", c.subject),
-            },
+            "Changed in a way that loosens a compliance control",
             "a reviewer with compliance authority should confirm the control may be loosened",
         ),
     };
@@ -191,7 +187,7 @@ fn change_finding(c: &Change) -> Option<Finding> {
         span: at.span.end..at.span.end,
     };
     let (end_line, end_column) = end.line_col();
-    let mut title = title;
+    let mut title = title.to_string();
     if !c.details.is_empty() {
         title = format!("{title} ({})", c.details.join("; "));
     }

@@ -8,6 +8,7 @@ mod crash;
 mod lock;
 mod moto;
 mod policy;
+mod review;
 mod schema;
 mod validate;
 

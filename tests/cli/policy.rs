@@ -46,12 +46,13 @@ fn plan_findings(base: &str, applied: Option<&str>, body: &str) -> Vec<serde_jso
 
 fn check_pack(pack: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join(format!("tests/fixtures/policies/{pack}.toml")))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(root.join(format!("tests/fixtures/policies/{pack}.toml"))).unwrap();
     let fixture: Fixture = toml::from_str(&text).unwrap();
-    let rules: toml::Table =
-        toml::from_str(&std::fs::read_to_string(root.join(format!("policies/{pack}.toml"))).unwrap())
-            .unwrap();
+    let rules: toml::Table = toml::from_str(
+        &std::fs::read_to_string(root.join(format!("policies/{pack}.toml"))).unwrap(),
+    )
+    .unwrap();
     let ids: BTreeSet<String> = rules["rule"]
         .as_array()
         .unwrap()
@@ -63,10 +64,16 @@ fn check_pack(pack: &str) {
 
     for c in &fixture.case {
         let of_rule = |fs: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
-            fs.into_iter().filter(|f| f["rule"] == c.rule.as_str()).collect()
+            fs.into_iter()
+                .filter(|f| f["rule"] == c.rule.as_str())
+                .collect()
         };
         let passing = of_rule(plan_findings(&fixture.base, c.applied.as_deref(), &c.pass));
-        assert!(passing.is_empty(), "{}: the passing fixture fails: {passing:?}", c.rule);
+        assert!(
+            passing.is_empty(),
+            "{}: the passing fixture fails: {passing:?}",
+            c.rule
+        );
         let base = c.fail_base.as_deref().unwrap_or(&fixture.base);
         let failing = of_rule(plan_findings(base, c.applied.as_deref(), &c.fail));
         let at: Vec<String> = failing
@@ -76,7 +83,12 @@ fn check_pack(pack: &str) {
                 format!("{}:{}", file.rsplit('/').next().unwrap(), f["line"])
             })
             .collect();
-        assert_eq!(at, vec![c.fail_at.clone()], "{}: where the failing fixture is found", c.rule);
+        assert_eq!(
+            at,
+            vec![c.fail_at.clone()],
+            "{}: where the failing fixture is found",
+            c.rule
+        );
     }
 }
 
@@ -164,7 +176,12 @@ fn waiver(rule: &str, expires: &str) -> String {
 }
 
 fn audited(w: &Work, args: &[&str]) -> crate::Run {
-    crate::Run::from(w.cmd(args).env("CAIRN_AUDIT_KEY", "k1:0123456789abcdef-secret").output().unwrap())
+    crate::Run::from(
+        w.cmd(args)
+            .env("CAIRN_AUDIT_KEY", "k1:0123456789abcdef-secret")
+            .output()
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -181,33 +198,90 @@ fn enforcement_levels_gate_apply_and_overrides_and_waivers_are_audited() {
     // apply refuses both blocking findings before asking anything.
     let r = w.ok(&["apply", "s", "--auto-approve"], 1);
     insta::assert_snapshot!("enforcement_apply_refused", r.stderr);
-    assert!(w.json(&["sandbox", "list", "-C", "s"]).as_array().is_none_or(|a| a.is_empty()));
+    assert!(
+        w.json(&["sandbox", "list", "-C", "s"])
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+    );
 
     // A hard-mandatory finding cannot be overridden.
     let r = w.ok(
-        &["apply", "s", "--auto-approve", "--override", "ACME-HARD", "--reason", "x"],
+        &[
+            "apply",
+            "s",
+            "--auto-approve",
+            "--override",
+            "ACME-HARD",
+            "--reason",
+            "x",
+        ],
         1,
     );
-    assert!(r.stderr.contains("--override ACME-HARD: the rule is hard-mandatory and cannot be overridden"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--override ACME-HARD: the rule is hard-mandatory and cannot be overridden"),
+        "{}",
+        r.stderr
+    );
 
     // A waiver excuses it; the soft one still blocks until overridden with a reason and a key.
-    w.write("s/policies/waivers.toml", &waiver("ACME-HARD", "2999-12-31"));
+    w.write(
+        "s/policies/waivers.toml",
+        &waiver("ACME-HARD", "2999-12-31"),
+    );
     let r = w.ok(&["apply", "s", "--auto-approve"], 1);
-    assert!(r.stderr.contains("apply blocked by 1 soft-mandatory policy finding"), "{}", r.stderr);
-    assert!(!r.stderr.contains("hard-mandatory policy finding"), "{}", r.stderr);
-    let r = w.ok(&["apply", "s", "--auto-approve", "--override", "ACME-SOFT"], 1);
-    assert!(r.stderr.contains("--override needs --reason"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("apply blocked by 1 soft-mandatory policy finding"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("hard-mandatory policy finding"),
+        "{}",
+        r.stderr
+    );
     let r = w.ok(
-        &["apply", "s", "--auto-approve", "--override", "ACME-SOFT", "--reason", "migration window"],
+        &["apply", "s", "--auto-approve", "--override", "ACME-SOFT"],
+        1,
+    );
+    assert!(
+        r.stderr.contains("--override needs --reason"),
+        "{}",
+        r.stderr
+    );
+    let r = w.ok(
+        &[
+            "apply",
+            "s",
+            "--auto-approve",
+            "--override",
+            "ACME-SOFT",
+            "--reason",
+            "migration window",
+        ],
         1,
     );
     assert!(r.stderr.contains("no audit key is set"), "{}", r.stderr);
     let r = audited(
         &w,
-        &["apply", "s", "--auto-approve", "--override", "ACME-SOFT=zone.soft.example.com", "--reason", "migration window"],
+        &[
+            "apply",
+            "s",
+            "--auto-approve",
+            "--override",
+            "ACME-SOFT=zone.soft.example.com",
+            "--reason",
+            "migration window",
+        ],
     );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("waived until 2999-12-31 by ciso@example.com"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("waived until 2999-12-31 by ciso@example.com"),
+        "{}",
+        r.stdout
+    );
 
     // The override and the waiver use are in the audit log, before the apply itself.
     let log = audited(&w, &["audit", "log", "s", "--json"]);
@@ -216,7 +290,10 @@ fn enforcement_levels_gate_apply_and_overrides_and_waivers_are_audited() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["override", "waiver", "apply"]);
     assert_eq!(entries[0]["details"]["rule"], "ACME-SOFT");
     assert_eq!(entries[0]["details"]["resource"], "zone.soft.example.com");
@@ -231,7 +308,10 @@ fn expired_waivers_stop_applying_and_no_waivers_audits_without_them() {
     let w = Work::new();
     w.write("s/stack.toml", ZONES);
     w.write("s/policies/acme.toml", RULES);
-    w.write("s/policies/waivers.toml", &waiver("ACME-HARD", "2000-01-31"));
+    w.write(
+        "s/policies/waivers.toml",
+        &waiver("ACME-HARD", "2000-01-31"),
+    );
     let r = w.ok(&["policy", "check", "s"], 2);
     insta::assert_snapshot!("expired_waiver", r.stderr);
     let hard = |v: &serde_json::Value| -> serde_json::Value {
@@ -243,12 +323,23 @@ fn expired_waivers_stop_applying_and_no_waivers_audits_without_them() {
             .cloned()
             .unwrap()
     };
-    assert!(hard(&w.json(&["policy", "check", "s"])).get("waiver").is_none());
+    assert!(
+        hard(&w.json(&["policy", "check", "s"]))
+            .get("waiver")
+            .is_none()
+    );
 
-    w.write("s/policies/waivers.toml", &waiver("ACME-HARD", "2999-01-31"));
+    w.write(
+        "s/policies/waivers.toml",
+        &waiver("ACME-HARD", "2999-01-31"),
+    );
     let waived = w.json(&["policy", "check", "s"]);
     assert_eq!(hard(&waived)["waiver"]["approver"], "ciso@example.com");
-    assert!(hard(&w.json(&["policy", "check", "s", "--no-waivers"])).get("waiver").is_none());
+    assert!(
+        hard(&w.json(&["policy", "check", "s", "--no-waivers"]))
+            .get("waiver")
+            .is_none()
+    );
 }
 
 #[test]
@@ -269,12 +360,18 @@ fn rule_errors_point_into_the_policy_file() {
     );
     let r = w.ok(&["plan", "s"], 1);
     assert!(
-        r.stderr.contains("rule ODD cannot be evaluated for zone.advice.example.com")
-            || r.stderr.contains("rule ODD cannot be evaluated for zone.hard.example.com"),
+        r.stderr
+            .contains("rule ODD cannot be evaluated for zone.advice.example.com")
+            || r.stderr
+                .contains("rule ODD cannot be evaluated for zone.hard.example.com"),
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("s/policies/bad.toml:8:11"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("s/policies/bad.toml:8:11"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -284,15 +381,31 @@ fn deleting_a_protected_resource_is_refused_even_after_its_declaration_is_gone()
         "s/stack.toml",
         "[stack]\nname = \"t\"\n\n[compliance]\nframeworks = [\"soc2\"]\n",
     );
-    w.write("s/zone.toml", "[[zone]]\nname = \"keep.example.com\"\ncloud = \"aws\"\nprotected = true\n");
+    w.write(
+        "s/zone.toml",
+        "[[zone]]\nname = \"keep.example.com\"\ncloud = \"aws\"\nprotected = true\n",
+    );
     w.ok(&["apply", "s", "--auto-approve"], 0);
     let r = w.ok(&["destroy", "s", "--auto-approve"], 1);
-    assert!(r.stdout.contains("zone.keep.example.com: Protected resources are not deleted or replaced"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("zone.keep.example.com: Protected resources are not deleted or replaced"),
+        "{}",
+        r.stdout
+    );
     std::fs::remove_file(w.path("s/zone.toml")).unwrap();
     let r = w.ok(&["apply", "s", "--auto-approve"], 1);
-    assert!(r.stderr.contains("apply blocked by 1 hard-mandatory policy finding"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("apply blocked by 1 hard-mandatory policy finding"),
+        "{}",
+        r.stderr
+    );
     // Unprotect it in a reviewed change, then it may go.
-    w.write("s/zone.toml", "[[zone]]\nname = \"keep.example.com\"\ncloud = \"aws\"\n");
+    w.write(
+        "s/zone.toml",
+        "[[zone]]\nname = \"keep.example.com\"\ncloud = \"aws\"\n",
+    );
     w.ok(&["apply", "s", "--auto-approve"], 0);
     std::fs::remove_file(w.path("s/zone.toml")).unwrap();
     w.ok(&["apply", "s", "--auto-approve"], 0);
