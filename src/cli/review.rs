@@ -40,7 +40,7 @@ pub fn run(a: &ReviewArgs, ui: &Ui) -> CmdResult {
             Err(super::Failure(diags)) => (
                 None,
                 Some(format!(
-                    "the providers could not be planned against: {}",
+                    "the plan could not be computed: {}",
                     diags
                         .first()
                         .map_or("unknown error".to_string(), |d| d.message.clone())

@@ -468,7 +468,7 @@ impl Compiler {
                     }),
                     depends_on: Vec::new(),
                     protected,
-                    origin: e.whole(),
+                    origin: e.loc(d.span()),
                 });
             }
             if let Some(v) = &s.tls_min_version

@@ -267,6 +267,26 @@ pub struct RawDeployment {
     pub group: Option<Sp<String>>,
 }
 
+impl RawDeployment {
+    /// From its first value to its last: the deployment's own lines within its service.
+    pub fn span(&self) -> Range<usize> {
+        let spans = [
+            Some(self.cloud.span()),
+            Some(self.region.span()),
+            self.instance_type.as_ref().map(Sp::span),
+            Some(self.min.span()),
+            Some(self.max.span()),
+            self.desired.as_ref().map(Sp::span),
+            self.endpoint.as_ref().map(Sp::span),
+            self.group.as_ref().map(Sp::span),
+        ];
+        let spans = spans.into_iter().flatten();
+        let start = spans.clone().map(|s| s.start).min().unwrap_or(0);
+        let end = spans.map(|s| s.end).max().unwrap_or(start);
+        start..end
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoutingPolicy {

@@ -242,6 +242,9 @@ impl Evaluation {
     }
 }
 
+/// What one subject gave: its findings, and errors by rule index.
+type SubjectResult = (Vec<Finding>, Vec<(usize, Diag)>);
+
 /// Checks every rule against every subject it applies to. A condition that cannot be
 /// evaluated (a type error, an unknown field) is an error: policies fail closed.
 pub fn evaluate(
@@ -250,48 +253,58 @@ pub fn evaluate(
     plan: Option<&Plan>,
     opts: &Options,
 ) -> Result<Evaluation, Vec<Diag>> {
-    // Converted to CEL values once; each evaluation clones reference-counted values.
-    let subjects: Vec<(subject::Subject, Vec<(&str, cel::Value)>)> = subject::subjects(stack, plan)
-        .into_iter()
-        .map(|s| {
-            let vars = s.vars.iter().map(|(k, v)| (*k, to_cel(v))).collect();
-            (s, vars)
-        })
-        .collect();
+    let mut kinds: Vec<SubjectKind> = policies.rules.iter().map(|r| r.applies_to).collect();
+    kinds.sort();
+    kinds.dedup();
+    let subjects = subject::subjects(stack, plan, &kinds);
     let stack_doc = to_cel(&subject::stack_doc(stack));
-    let results: Vec<Result<Vec<Finding>, Diag>> = policies
-        .rules
+    // Subjects outside, rules inside: a subject's document is converted for CEL once, however
+    // many rules read it. Each thread keeps one root context holding `stack`.
+    let results: Vec<SubjectResult> = subjects
         .par_iter()
-        .map(|rule| {
-            let mut found = Vec::new();
-            let mut root = cel::Context::default();
-            root.add_variable_from_value("stack", stack_doc.clone());
-            for (s, vars) in subjects.iter().filter(|(s, _)| s.kind == rule.applies_to) {
+        .map_init(
+            || {
+                let mut root = cel::Context::default();
+                root.add_variable_from_value("stack", stack_doc.clone());
+                root
+            },
+            |root, s| {
                 let mut ctx = root.new_inner_scope();
-                for (name, value) in vars {
-                    ctx.add_variable_from_value(*name, value.clone());
+                for (name, value) in &s.vars {
+                    ctx.add_variable_from_value(*name, to_cel(value));
                 }
-                let applies = match &rule.when {
-                    Some(c) => check(rule, c, &ctx, &s.resource)?,
-                    None => true,
-                };
-                if applies && !check(rule, &rule.require, &ctx, &s.resource)? {
-                    found.push(finding(rule, stack, &s.resource, &s.origin));
+                let mut found = Vec::new();
+                let mut errors = Vec::new();
+                let rules = policies.rules.iter().enumerate();
+                for (i, rule) in rules.filter(|(_, r)| r.applies_to == s.kind) {
+                    let verdict = match &rule.when {
+                        Some(c) => check(rule, c, &ctx, &s.resource),
+                        None => Ok(true),
+                    }
+                    .and_then(|applies| {
+                        Ok(applies && !check(rule, &rule.require, &ctx, &s.resource)?)
+                    });
+                    match verdict {
+                        Ok(true) => found.push(finding(rule, stack, &s.resource, &s.origin)),
+                        Ok(false) => {}
+                        Err(d) => errors.push((i, d)),
+                    }
                 }
-            }
-            Ok(found)
-        })
+                (found, errors)
+            },
+        )
         .collect();
-    let mut errors = Vec::new();
     let mut findings = Vec::new();
-    for r in results {
-        match r {
-            Ok(f) => findings.extend(f),
-            Err(d) => errors.push(d),
+    // One error per rule is enough: the same condition fails the same way on every subject.
+    let mut errors: BTreeMap<usize, Diag> = BTreeMap::new();
+    for (found, errs) in results {
+        findings.extend(found);
+        for (i, d) in errs {
+            errors.entry(i).or_insert(d);
         }
     }
     if !errors.is_empty() {
-        return Err(errors);
+        return Err(errors.into_values().collect());
     }
     let mut notes = policies.warnings.clone();
     notes.extend(enforcement_notes(policies, stack));

@@ -4,14 +4,14 @@
 //! Every field is always present (`null` when not declared), so conditions compare with
 //! `!= null` instead of failing on a missing key. docs/policies.md lists the fields.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::config::{Service, Stack};
+use crate::config::{Desired, Service, Stack};
 use crate::diag::Location;
-use crate::model::{Attrs, Routing};
+use crate::model::{Address, Attrs, Routing};
 use crate::plan::Plan;
 
 /// What a rule applies to.
@@ -125,10 +125,14 @@ fn stack_origin(stack: &Stack) -> Option<Location> {
         })
 }
 
-/// Every subject of the stack, and of the plan's changes when a plan is given.
-pub fn subjects(stack: &Stack, plan: Option<&Plan>) -> Vec<Subject> {
+/// The subjects of the kinds asked for: of the stack, and of the plan's changes when a plan
+/// is given.
+pub fn subjects(stack: &Stack, plan: Option<&Plan>, kinds: &[SubjectKind]) -> Vec<Subject> {
+    let wanted = |k: SubjectKind| kinds.contains(&k);
+    let declared: HashMap<&Address, &Desired> =
+        stack.resources.iter().map(|r| (&r.address, r)).collect();
     let mut out = Vec::new();
-    if let Some(origin) = stack_origin(stack) {
+    if let Some(origin) = stack_origin(stack).filter(|_| wanted(SubjectKind::Stack)) {
         out.push(Subject {
             kind: SubjectKind::Stack,
             resource: format!("stack.{}", stack.name),
@@ -136,9 +140,10 @@ pub fn subjects(stack: &Stack, plan: Option<&Plan>) -> Vec<Subject> {
             vars: Vec::new(),
         });
     }
-    for s in &stack.services {
-        let service = service_doc(stack, s);
-        for (d, g) in deployments(stack, s) {
+    let services = wanted(SubjectKind::Service) || wanted(SubjectKind::Deployment);
+    for s in stack.services.iter().filter(|_| services) {
+        let service = service_doc(stack, &declared, s);
+        for (d, g) in deployments(&declared, s).filter(|_| wanted(SubjectKind::Deployment)) {
             out.push(Subject {
                 kind: SubjectKind::Deployment,
                 resource: d.address.to_string(),
@@ -149,16 +154,18 @@ pub fn subjects(stack: &Stack, plan: Option<&Plan>) -> Vec<Subject> {
                 ],
             });
         }
-        out.push(Subject {
-            kind: SubjectKind::Service,
-            resource: format!("service.{}", s.name),
-            origin: s.origin.clone(),
-            vars: vec![("service", service)],
-        });
+        if wanted(SubjectKind::Service) {
+            out.push(Subject {
+                kind: SubjectKind::Service,
+                resource: format!("service.{}", s.name),
+                origin: s.origin.clone(),
+                vars: vec![("service", service)],
+            });
+        }
     }
     for r in &stack.resources {
         match &r.attrs {
-            Attrs::Zone(z) => out.push(Subject {
+            Attrs::Zone(z) if wanted(SubjectKind::Zone) => out.push(Subject {
                 kind: SubjectKind::Zone,
                 resource: r.address.to_string(),
                 origin: r.origin.clone(),
@@ -172,21 +179,25 @@ pub fn subjects(stack: &Stack, plan: Option<&Plan>) -> Vec<Subject> {
                     }),
                 )],
             }),
-            Attrs::Record(_) => out.push(Subject {
+            Attrs::Record(_) if wanted(SubjectKind::Record) => out.push(Subject {
                 kind: SubjectKind::Record,
                 resource: r.address.to_string(),
                 origin: r.origin.clone(),
                 vars: vec![("record", attrs_doc(&r.address.to_string(), &r.attrs))],
             }),
-            Attrs::Group(_) => {} // as deployments, above
+            _ => {} // groups are subjects as deployments, above
         }
     }
-    for (name, p) in &stack.scaling {
-        let max_replicas: Option<u64> = stack
-            .services
-            .iter()
-            .find(|s| &s.name == name)
-            .map(|s| deployments(stack, s).map(|(_, g)| u64::from(g.max)).sum());
+    for (name, p) in stack
+        .scaling
+        .iter()
+        .filter(|_| wanted(SubjectKind::Scaling))
+    {
+        let max_replicas: Option<u64> = stack.services.iter().find(|s| &s.name == name).map(|s| {
+            deployments(&declared, s)
+                .map(|(_, g)| u64::from(g.max))
+                .sum()
+        });
         let cost = p.cost.as_ref().map(|c| {
             json!({
                 "per_replica_hour": c.per_replica_hour,
@@ -217,14 +228,14 @@ pub fn subjects(stack: &Stack, plan: Option<&Plan>) -> Vec<Subject> {
             )],
         });
     }
-    if let Some(plan) = plan {
+    if let Some(plan) = plan.filter(|_| wanted(SubjectKind::Change)) {
         let plan_doc = json!({
             "destroy": plan.destroy,
             "summary": plan.summary,
         });
         let fallback = stack_origin(stack);
         for c in &plan.changes {
-            let declared = stack.resources.iter().find(|r| r.address == c.address);
+            let declared = declared.get(&c.address);
             let Some(origin) = declared
                 .map(|r| r.origin.clone())
                 .or_else(|| fallback.clone())
@@ -261,11 +272,11 @@ pub fn subjects(stack: &Stack, plan: Option<&Plan>) -> Vec<Subject> {
 
 /// A service's deployments: the declared group resources with their attributes.
 fn deployments<'a>(
-    stack: &'a Stack,
+    declared: &'a HashMap<&Address, &'a Desired>,
     s: &'a Service,
-) -> impl Iterator<Item = (&'a crate::config::Desired, &'a crate::model::GroupAttrs)> {
+) -> impl Iterator<Item = (&'a Desired, &'a crate::model::GroupAttrs)> {
     s.groups.iter().filter_map(|a| {
-        let d = stack.resources.iter().find(|r| &r.address == a)?;
+        let d: &Desired = declared.get(a)?;
         match &d.attrs {
             Attrs::Group(g) => Some((d, g)),
             _ => None,
@@ -273,8 +284,8 @@ fn deployments<'a>(
     })
 }
 
-fn service_doc(stack: &Stack, s: &Service) -> Value {
-    let groups: Vec<_> = deployments(stack, s).collect();
+fn service_doc(stack: &Stack, declared: &HashMap<&Address, &Desired>, s: &Service) -> Value {
+    let groups: Vec<_> = deployments(declared, s).collect();
     let regions: BTreeSet<&str> = groups.iter().map(|(_, g)| g.region.as_str()).collect();
     let clouds: BTreeSet<&str> = groups.iter().map(|(_, g)| g.cloud.as_str()).collect();
     json!({

@@ -57,7 +57,7 @@ pub fn semantic(base: Option<&Side>, head: &Side) -> Vec<Change> {
     resources(base.map(|b| &b.stack), &head.stack, &mut out);
     services(base.map(|b| &b.stack), &head.stack, &mut out);
     scaling(base.map(|b| &b.stack), &head.stack, &mut out);
-    compliance(base.map(|b| &b.stack), &head.stack, &mut out);
+    compliance(base, head, &mut out);
     rules(
         base.map(|b| &b.policies),
         &head.policies,
@@ -154,6 +154,30 @@ fn service_doc(s: &crate::config::Service) -> Value {
     })
 }
 
+/// Whether changing a service setting from `before` to `after` loosens a control: turning a
+/// protection or security setting off, serving something other than HTTPS, accepting older TLS,
+/// keeping backups or logs for less time.
+fn loosens(key: &str, before: &Option<Value>, after: &Option<Value>) -> bool {
+    let (b, a) = (
+        before.as_ref().filter(|v| !v.is_null()),
+        after.as_ref().filter(|v| !v.is_null()),
+    );
+    match key {
+        "protected" | "encryption_at_rest" | "audit_logging" => {
+            b == Some(&Value::Bool(true)) && a != Some(&Value::Bool(true))
+        }
+        "protocol" => b == Some(&json!("https")) && a != Some(&json!("https")),
+        // "1.0" < "1.2" as strings too; dropping the setting loses the guarantee.
+        "tls_min_version" => {
+            b.is_some() && (a.is_none() || a.and_then(Value::as_str) < b.and_then(Value::as_str))
+        }
+        "backup_retention_days" | "log_retention_days" => {
+            b.is_some() && (a.is_none() || a.and_then(Value::as_u64) < b.and_then(Value::as_u64))
+        }
+        _ => false,
+    }
+}
+
 fn services(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
     let b = base
         .into_iter()
@@ -172,14 +196,9 @@ fn services(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
                 if changes.is_empty() {
                     continue;
                 }
-                // Turning a security setting off (or a protection) loosens a control.
-                let weakens = changes.iter().any(|(k, before, after)| {
-                    matches!(
-                        k.as_str(),
-                        "protected" | "encryption_at_rest" | "audit_logging"
-                    ) && before == &Some(Value::Bool(true))
-                        && after != &Some(Value::Bool(true))
-                });
+                let weakens = changes
+                    .iter()
+                    .any(|(k, before, after)| loosens(k, before, after));
                 let details = changes
                     .iter()
                     .map(|(k, b, a)| format!("{k}: {} → {}", show(b), show(a)))
@@ -263,7 +282,8 @@ fn stack_location(stack: &Stack) -> Option<Location> {
         .or_else(|| stack.origin.clone())
 }
 
-fn compliance(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
+fn compliance(base_side: Option<&Side>, head_side: &Side, out: &mut Vec<Change>) {
+    let (base, head) = (base_side.map(|b| &b.stack), &head_side.stack);
     let empty = crate::config::Compliance::default();
     let b = base.map_or(&empty, |s| &s.compliance);
     let h = &head.compliance;
@@ -319,6 +339,14 @@ fn compliance(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
         ));
         weakens |= h.change_approvers.len() < b.change_approvers.len();
     }
+    // A rule's own level, for stacks that set none: HEAD's rule, else the base's.
+    let own_level = |id: &str| {
+        std::iter::once(&head_side.policies)
+            .chain(base_side.map(|b| &b.policies))
+            .flat_map(|p| &p.rules)
+            .find(|r| r.id == id)
+            .map(|r| r.enforcement)
+    };
     let rules: std::collections::BTreeSet<&String> =
         b.enforcement.keys().chain(h.enforcement.keys()).collect();
     for r in rules {
@@ -332,12 +360,11 @@ fn compliance(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
                 before.map_or("(rule's own)", |e| e.as_str()),
                 after.map_or("(rule's own)", |e| e.as_str())
             ));
-            // Any new per-stack setting may lower a rule; lowering an existing one does.
-            weakens |= match (before, after) {
+            let effective = |set: Option<Enforcement>| set.or_else(|| own_level(r));
+            weakens |= match (effective(before), effective(after)) {
                 (Some(x), Some(y)) => y < x,
-                (Some(_), None) => false,
-                (None, Some(y)) => y < Enforcement::Hard,
-                (None, None) => false,
+                // Unknown rule on one side: a level set for it cannot be judged; flag it.
+                _ => true,
             };
         }
     }

@@ -162,11 +162,17 @@ pub fn sarif(r: &Report) -> serde_json::Value {
         .map(|f| {
             let mut tags = f.controls.clone();
             tags.push(f.enforcement.as_str().to_string());
+            // Review's own findings carry one instance's details in their titles.
+            let description = match f.rule.as_str() {
+                super::WEAKENED => "A change loosens a compliance control",
+                super::WAIVER_ADDED => "A waiver is added or extended",
+                _ => &f.title,
+            };
             sarif::ReportingDescriptor::builder()
                 .id(f.rule.clone())
                 .short_description(
                     sarif::MultiformatMessageString::builder()
-                        .text(f.title.clone())
+                        .text(description)
                         .build(),
                 )
                 .help(
@@ -234,7 +240,6 @@ pub fn sarif(r: &Report) -> serde_json::Value {
     let driver = sarif::ToolComponent::builder()
         .name("cairn")
         .version(env!("CARGO_PKG_VERSION"))
-        .information_uri("https://github.com/cairn-dev/cairn")
         .rules(descriptors)
         .build();
     let run = sarif::Run::builder()
@@ -273,11 +278,21 @@ fn escape(s: &str, property: bool) -> String {
 }
 
 /// GitHub Actions annotations, most severe first, at most 10 per level (GitHub drops the
-/// rest); a last plain line says how many were left out, and the summary follows.
+/// rest); configuration and waiver notes follow as warnings within the same cap; a last plain
+/// line says how many were left out, and the summary follows.
 pub fn github(r: &Report) -> String {
     let mut out = String::new();
     let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
     let mut left_out = 0;
+    let mut annotate = |level: &'static str, line: String, out: &mut String| {
+        let n = shown.entry(level).or_default();
+        if *n >= GITHUB_ANNOTATIONS_PER_LEVEL {
+            left_out += 1;
+        } else {
+            *n += 1;
+            out.push_str(&line);
+        }
+    };
     for rep in &r.findings {
         let f = &rep.finding;
         let level = match sarif_level(f) {
@@ -285,12 +300,6 @@ pub fn github(r: &Report) -> String {
             "warning" => "warning",
             _ => "notice",
         };
-        let n = shown.entry(level).or_default();
-        if *n >= GITHUB_ANNOTATIONS_PER_LEVEL {
-            left_out += 1;
-            continue;
-        }
-        *n += 1;
         let mut message = format!("{}: {}", f.resource, f.title);
         if let Some(w) = &f.waiver {
             let _ = write!(message, " (waived until {} by {})", w.expires, w.approver);
@@ -305,9 +314,8 @@ pub fn github(r: &Report) -> String {
             let _ = write!(message, " · {}", f.controls.join(", "));
         }
         let _ = write!(message, "\nFix: {}", f.fix);
-        let _ = writeln!(
-            out,
-            "::{level} file={},line={},col={},endLine={},title={}::{}",
+        let line = format!(
+            "::{level} file={},line={},col={},endLine={},title={}::{}\n",
             escape(&f.file, true),
             f.line,
             f.column,
@@ -315,12 +323,15 @@ pub fn github(r: &Report) -> String {
             escape(&f.rule, true),
             escape(&message, false)
         );
+        annotate(level, line, &mut out);
     }
-    out.push_str(&github_notes(&r.notes));
+    for line in github_notes(&r.notes) {
+        annotate("warning", line, &mut out);
+    }
     if left_out > 0 {
         let _ = writeln!(
             out,
-            "{left_out} more finding{} not annotated (GitHub shows {GITHUB_ANNOTATIONS_PER_LEVEL} per level); run with --format sarif or human to see all.",
+            "{left_out} more annotation{} left out (GitHub shows {GITHUB_ANNOTATIONS_PER_LEVEL} per level); run with --format sarif or human to see all.",
             plural(left_out)
         );
     }
@@ -328,23 +339,23 @@ pub fn github(r: &Report) -> String {
     out
 }
 
-/// Configuration warnings and waiver notes as warning annotations.
-fn github_notes(notes: &[Diag]) -> String {
-    let mut out = String::new();
-    for d in notes {
-        let j = d.to_json();
-        let at = match (j["file"].as_str(), j["line"].as_u64()) {
-            (Some(file), Some(line)) => format!("file={},line={line},", escape(file, true)),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "::warning {at}title={}::{}",
-            escape(&d.code, true),
-            escape(&d.message, false)
-        );
-    }
-    out
+/// Configuration warnings and waiver notes as warning annotation lines.
+fn github_notes(notes: &[Diag]) -> Vec<String> {
+    notes
+        .iter()
+        .map(|d| {
+            let j = d.to_json();
+            let at = match (j["file"].as_str(), j["line"].as_u64()) {
+                (Some(file), Some(line)) => format!("file={},line={line},", escape(file, true)),
+                _ => String::new(),
+            };
+            format!(
+                "::warning {at}title={}::{}\n",
+                escape(&d.code, true),
+                escape(&d.message, false)
+            )
+        })
+        .collect()
 }
 
 fn enforcement_phrase(f: &Finding) -> &'static str {

@@ -80,19 +80,14 @@ impl Repo {
     /// The stack's `.toml` files and its `policies/*.toml` at `commit`; empty when the
     /// stack did not exist there.
     pub fn snapshot(&self, commit: &str) -> Result<Snapshot, Diag> {
-        let listing = git(
-            &self.root,
-            &[
-                "ls-tree",
-                "-r",
-                "-z",
-                "--name-only",
-                commit,
-                "--",
-                &self.prefix,
-            ],
-        )
-        .map_err(|e| Diag::error("review::git", format!("cannot list files at {commit}: {e}")))?;
+        let mut args = vec!["ls-tree", "-r", "-z", "--name-only", commit];
+        // An empty pathspec is an error to git; a stack at the root lists everything.
+        if !self.prefix.is_empty() {
+            args.extend(["--", self.prefix.as_str()]);
+        }
+        let listing = git(&self.root, &args).map_err(|e| {
+            Diag::error("review::git", format!("cannot list files at {commit}: {e}"))
+        })?;
         let mut snap = Snapshot::default();
         for path in listing.split(|b| *b == 0).filter(|p| !p.is_empty()) {
             let path = String::from_utf8_lossy(path).to_string();

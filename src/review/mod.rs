@@ -6,7 +6,7 @@ mod diff;
 pub mod format;
 pub mod git;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 
 pub use diff::{Change, Kind, Section, Side, semantic};
@@ -105,22 +105,28 @@ pub struct Findings {
 /// Policy weakening and new waivers found by the diff are reported as findings too.
 pub fn findings(i: &Inputs<'_>, changes: &[Change]) -> Result<Findings, Vec<Diag>> {
     let head = policy::evaluate(&i.head.policies, &i.head.stack, i.plan, i.opts)?;
-    let base_keys: HashSet<(String, String)> = match i.base {
+    // (rule, resource) → whether it blocked at the base.
+    let at_base: HashMap<(String, String), bool> = match i.base {
         // A base whose policies cannot be evaluated is treated as having none.
         Some(b) => policy::evaluate(&b.policies, &b.stack, None, i.opts)
             .map(|e| {
                 e.findings
                     .iter()
-                    .map(|f| (f.rule.clone(), f.resource.clone()))
+                    .map(|f| ((f.rule.clone(), f.resource.clone()), f.blocks()))
                     .collect()
             })
             .unwrap_or_default(),
-        None => HashSet::new(),
+        None => HashMap::new(),
     };
     let mut reported = Vec::new();
     let mut unchanged = 0;
     for f in head.findings {
-        let new = !base_keys.contains(&(f.rule.clone(), f.resource.clone()));
+        // New: absent at the base, or blocking now where it did not (a waiver removed, a
+        // level raised).
+        let new = match at_base.get(&(f.rule.clone(), f.resource.clone())) {
+            None => true,
+            Some(blocked) => f.blocks() && !blocked,
+        };
         if !new {
             unchanged += 1;
         }

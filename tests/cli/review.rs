@@ -159,6 +159,7 @@ fn only_new_findings_are_reported_and_weakened_policies_are_called_out() {
             ("CAIRN-POLICY-WEAKENED", true, false),
             ("CAIRN-WAIVER-ADDED", true, false),
             ("CAIRN-POLICY-WEAKENED", true, false),
+            ("CAIRN-POLICY-WEAKENED", true, false),
         ]
     );
     assert_eq!(j["blocking"], 2);
@@ -179,6 +180,7 @@ fn only_new_findings_are_reported_and_weakened_policies_are_called_out() {
     assert_eq!(
         weakened,
         [
+            ("service", "service.api"),
             ("compliance", "stack.shop"),
             ("rule", "ACME-ZONE-AWS"),
             ("waiver", "SOC2-ENDPOINT-HTTPS for service.legacy"),
@@ -261,6 +263,13 @@ fn sarif_is_valid_against_the_official_schema() {
                 "CAIRN-POLICY-WEAKENED",
                 "warning",
                 "new",
+                "infra/shop/services.toml",
+                2
+            ),
+            (
+                "CAIRN-POLICY-WEAKENED",
+                "warning",
+                "new",
                 "infra/shop/stack.toml",
                 5
             ),
@@ -311,7 +320,7 @@ fn github_annotations_stay_within_the_per_step_cap() {
     let errors = out.lines().filter(|l| l.starts_with("::error ")).count();
     assert_eq!(errors, 10, "{out}");
     assert!(
-        out.contains("4 more findings not annotated (GitHub shows 10 per level)"),
+        out.contains("4 more annotations left out (GitHub shows 10 per level)"),
         "{out}"
     );
     // Most severe first: the hard-mandatory findings lead.
@@ -368,4 +377,58 @@ fn the_plan_is_included_when_the_providers_answer() {
         "{out}"
     );
     assert!(out.contains("+ record.shop.example.com/www/A"), "{out}");
+}
+
+#[test]
+fn a_stack_at_the_root_a_removed_waiver_and_a_raised_level() {
+    let w = Work::new();
+    git(&w, &["init", "-q", "-b", "main"]);
+    w.write("stack.toml", STACK);
+    w.write("services.toml", SERVICES);
+    w.write(
+        "policies/waivers.toml",
+        "[[waiver]]\nrule = \"SOC2-ENDPOINT-HTTPS\"\nresource = \"service.legacy\"\nreason = \"retired in January\"\napprover = \"ciso@example.com\"\nexpires = 2999-01-31\n",
+    );
+    git(&w, &["add", "-A"]);
+    git(&w, &["commit", "-q", "-m", "base"]);
+    // Removing the waiver makes legacy's finding block again: that is the change's doing.
+    // Raising a rule's level is not a loosening.
+    std::fs::remove_file(w.path("policies/waivers.toml")).unwrap();
+    w.write(
+        "stack.toml",
+        &STACK.replace(
+            "change_approvers = [\"lead@example.com\"]",
+            "change_approvers = [\"lead@example.com\"]\nenforcement.\"SOC2-SCALING-POLICY\" = \"soft\"",
+        ),
+    );
+    git(&w, &["add", "-A"]);
+    git(&w, &["commit", "-q", "-m", "head"]);
+    let j: serde_json::Value = serde_json::from_str(
+        &w.ok(
+            &["review", ".", "--base", "HEAD~1", "--no-plan", "--json"],
+            2,
+        )
+        .stdout,
+    )
+    .unwrap();
+    let new: Vec<(&str, &str)> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule"].as_str().unwrap(), f["resource"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        new,
+        [
+            ("SOC2-ENDPOINT-HTTPS", "service.legacy"),
+            ("SOC2-SCALING-POLICY", "service.api"),
+        ]
+    );
+    let weakening: Vec<&serde_json::Value> = j["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["weakens"] == true)
+        .collect();
+    assert!(weakening.is_empty(), "{weakening:?}");
 }
