@@ -260,6 +260,7 @@ pub struct ReviewArgs {
     /// Report every finding at HEAD, not only those the change adds.
     #[arg(long)]
     pub all: bool,
+    /// Output format (`--json` is the same as `--format json`).
     #[arg(long, value_enum, default_value = "human")]
     pub format: ReviewFormat,
     /// Do not compute the plan (no provider is contacted).

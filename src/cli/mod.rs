@@ -137,10 +137,20 @@ fn load(a: &StackArgs, ui: &Ui) -> Result<(Stack, Vec<Diag>), Failure> {
 
 fn validate(a: &StackArgs, ui: &Ui) -> CmdResult {
     let result = config::load_stack(&a.dir, a.env.as_deref());
-    let (ok, diags, stack) = match result {
+    let (mut ok, mut diags, stack) = match result {
         Ok((stack, warnings)) => (true, warnings, Some(stack)),
         Err(diags) => (false, diags, None),
     };
+    // The stack's policy files are configuration too: their errors are reported here.
+    if let Some(s) = &stack {
+        match crate::policy::for_stack(s) {
+            Ok(p) => diags.extend(p.warnings),
+            Err(errors) => {
+                ok = false;
+                diags.extend(errors);
+            }
+        }
+    }
     let counts = stack.as_ref().map(|s| {
         let mut c: BTreeMap<&str, usize> = BTreeMap::new();
         for r in &s.resources {
@@ -157,7 +167,7 @@ fn validate(a: &StackArgs, ui: &Ui) -> CmdResult {
         }));
     } else {
         ui.diagnostics(&diags);
-        if let (Some(s), Some(c)) = (&stack, &counts) {
+        if let (true, Some(s), Some(c)) = (ok, &stack, &counts) {
             let n = |k: &str| c.get(k).copied().unwrap_or(0);
             println!(
                 "{} stack `{}` ({}): {} zone{}, {} record{}, {} group{}.",

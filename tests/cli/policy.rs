@@ -410,3 +410,17 @@ fn deleting_a_protected_resource_is_refused_even_after_its_declaration_is_gone()
     std::fs::remove_file(w.path("s/zone.toml")).unwrap();
     w.ok(&["apply", "s", "--auto-approve"], 0);
 }
+
+#[test]
+fn validate_reports_policy_file_errors_too() {
+    let w = Work::new();
+    w.write("s/stack.toml", ZONES);
+    w.write(
+        "s/policies/acme.toml",
+        &RULES.replace("require = \"false\"", "require = \"false &&\""),
+    );
+    let r = w.ok(&["validate", "s"], 1);
+    assert!(r.stderr.contains("invalid condition"), "{}", r.stderr);
+    assert!(r.stderr.contains("s/policies/acme.toml:"), "{}", r.stderr);
+    assert!(!r.stdout.contains("Valid:"), "{}", r.stdout);
+}
