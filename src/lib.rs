@@ -12,6 +12,8 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod enforce;
+pub mod engine;
 pub mod graph;
 pub mod journal;
 pub mod model;

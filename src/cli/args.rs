@@ -68,6 +68,17 @@ unless overridden with --override RULE --reason TEXT (recorded in the audit log)
     /// Destroy every resource the stack manages.
     Destroy(DestroyArgs),
 
+    /// Run the daemon: keep a stack true, correct drift, probe health, fail DNS over.
+    #[command(
+        after_help = "Example:\n  cairn enforce examples/quickstart --token-file tokens.txt\n\
+Reconciles at start, when a stack or policy file changes (an edit that does not validate or fails a \
+hard-mandatory policy is rejected and the last good configuration stays in force), on each kind's \
+drift interval, and when a routed record's members change health. SIGTERM/SIGINT stop it after the \
+reconcile in flight; SIGHUP reloads. The API is described in docs/enforce.md.\n\
+Exit codes: 0 stopped by a signal · 1 could not start."
+    )]
+    Enforce(EnforceArgs),
+
     /// Review a change between two git revisions: semantic diff, plan and new policy findings.
     #[command(after_help = "Example (in a pull request's CI job):\n  \
 cairn review --base origin/main --format github examples/quickstart\n\
@@ -234,6 +245,56 @@ pub struct DestroyArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct EnforceArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Address of the HTTP API (status, events, metrics, operator actions).
+    #[arg(long, default_value = "127.0.0.1:7373", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// Report drift (events, /status, metrics) without correcting it.
+    #[arg(long)]
+    pub report_only: bool,
+    /// How often zones are checked for drift (each check jittered by up to 10%).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub zone_interval: Duration,
+    /// How often records are checked for drift.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub record_interval: Duration,
+    /// How often scaling groups are checked for drift.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub group_interval: Duration,
+    /// When a failed-over record returns to its primary: as soon as it recovers, or only when
+    /// an operator asks (POST /failback).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub failback: crate::enforce::failover::Failback,
+    /// How endpoints are probed: `auto` probes sandbox deployments through the sandbox's
+    /// simulated endpoints (`cairn sandbox endpoint down`), `network` probes every endpoint
+    /// over HTTP(S)/TCP.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub probes: crate::enforce::ProbeMode,
+    /// File of `ROLE TOKEN` lines (roles: viewer, operator, admin) for the API's bearer tokens.
+    /// Without one, reading is open and operator actions are refused.
+    #[arg(long, env = "CAIRN_ENFORCE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Quiet time after a file change before reloading.
+    #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+    pub debounce: Duration,
+    /// Wait this long for the state lock on each reconcile.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReviewFormat {
     /// Text for a terminal, findings as diagnostics.
     Human,
@@ -241,7 +302,7 @@ pub enum ReviewFormat {
     Json,
     /// SARIF 2.1.0, for GitHub code scanning (`github/codeql-action/upload-sarif`).
     Sarif,
-    /// GitHub Actions workflow commands: one annotation per finding, most severe first.
+    /// GitHub Actions workflow commands: an annotation per finding (most severe first) and note.
     Github,
     /// A pull-request comment, with the plan collapsed.
     Markdown,

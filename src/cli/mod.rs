@@ -3,6 +3,7 @@
 
 mod args;
 mod audit;
+mod enforce;
 mod policy;
 mod review;
 mod sandbox;
@@ -11,8 +12,7 @@ mod ui;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
 
@@ -21,13 +21,12 @@ use args::*;
 use ui::{TerminalProgress, Ui};
 
 use crate::apply::{self, Outcome, ProviderSet};
-use crate::config::{self, Backend, Stack};
+use crate::config::{self, Stack};
 use crate::diag::{self, Diag};
-use crate::model::{Address, Cloud, ProviderKind};
+use crate::engine::{self, Planned};
 use crate::plan::{self, Filter, Plan};
-use crate::provider::sandbox::Sandbox;
-use crate::provider::{LiveResource, Provider, Scope};
-use crate::state::{LocalState, LockError, StateError};
+use crate::provider::{LiveResource, Scope};
+use crate::state::{LocalState, StateError};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
@@ -52,22 +51,7 @@ impl From<Vec<Diag>> for Failure {
 
 impl From<StateError> for Failure {
     fn from(e: StateError) -> Self {
-        let d = match &e {
-            StateError::Lock(LockError::Held { holder, waited }) => {
-                let mut d =
-                    Diag::error("state::locked", format!("the state is locked by {holder}"));
-                d = match waited {
-                    Some(w) => d.help(format!(
-                        "waited {}; try again when it finishes",
-                        humantime::format_duration(*w)
-                    )),
-                    None => d.help("wait for it to finish, or pass --lock-timeout 5m to wait"),
-                };
-                d
-            }
-            _ => Diag::error("state::error", e.to_string()),
-        };
-        Failure(vec![d])
+        Failure(vec![engine::state_error(&e)])
     }
 }
 
@@ -99,6 +83,7 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
         Command::Apply(a) => apply_cmd(a, ui),
         Command::Destroy(a) => destroy_cmd(a, ui),
         Command::Review(a) => review::run(&a, ui),
+        Command::Enforce(a) => enforce::run(&a, ui),
         Command::Policy(c) => policy::run(c, ui),
         Command::Show(a) => show(&a, ui),
         Command::Graph(a) => {
@@ -187,86 +172,19 @@ fn validate(a: &StackArgs, ui: &Ui) -> CmdResult {
 }
 
 fn state_dir(stack: &Stack) -> Result<PathBuf, Failure> {
-    match &stack.backend {
-        Backend::Local { dir } => Ok(LocalState::dir_for(dir, &stack.environment)),
-        Backend::Postgres { .. } => Err(Diag::error(
-            "state::backend",
-            "the postgres backend is not available in this version of cairn",
-        )
-        .help("use [backend] kind = \"local\" (the default) for now")
-        .into()),
-    }
+    Ok(engine::state_dir(stack)?)
 }
 
 fn target_of(stack: &Stack) -> Result<plan::Target, Failure> {
-    Ok(plan::Target {
-        stack_dir: absolute(&stack.dir),
-        state_dir: absolute(&state_dir(stack)?),
-        sandbox_dir: absolute(&stack.providers.sandbox_dir),
-        clouds: Cloud::ALL
-            .iter()
-            .map(|c| (*c, stack.providers.for_cloud(*c).kind))
-            .collect(),
-        scope: scope_of(stack),
-        aws: stack.providers.aws.clone(),
-    })
+    Ok(engine::target_of(stack)?)
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// The providers serving the target's clouds: the sandbox, and AWS where configured.
 fn providers(target: &plan::Target, rt: &tokio::runtime::Runtime) -> Result<ProviderSet, Failure> {
-    let served_by = |kind| {
-        target
-            .clouds
-            .iter()
-            .filter(move |(_, k)| **k == kind)
-            .map(|(c, _)| *c)
-    };
-    let sandbox =
-        Sandbox::open(&target.sandbox_dir, served_by(ProviderKind::Sandbox)).map_err(|e| {
-            Diag::error(
-                "provider::sandbox",
-                format!(
-                    "cannot open the sandbox at `{}`: {e}",
-                    target.sandbox_dir.display()
-                ),
-            )
-        })?;
-    let mut set = ProviderSet::default();
-    set.by_kind.insert(
-        ProviderKind::Sandbox,
-        Arc::new(sandbox) as Arc<dyn Provider>,
-    );
-    if let Some(aws) = &target.aws {
-        let provider = rt.block_on(crate::provider::aws::Aws::new(aws));
-        set.by_kind
-            .insert(ProviderKind::Aws, Arc::new(provider) as Arc<dyn Provider>);
-    }
-    Ok(set)
+    Ok(rt.block_on(engine::providers(target))?)
 }
 
-/// Refuses, before anything is locked or written, a stack whose resources need a provider
-/// this version cannot serve.
-fn check_providers(stack: &Stack) -> Result<(), Failure> {
-    let served = |k: ProviderKind| matches!(k, ProviderKind::Sandbox | ProviderKind::Aws);
-    match stack.resources.iter().find(|r| !served(r.provider.kind)) {
-        Some(r) => {
-            let cloud = r.provider.cloud;
-            Err(Diag::error(
-                "provider::unavailable",
-                format!("the {cloud} provider is not available in this version of cairn"),
-            )
-            .at(r.origin.clone(), format!("{} needs it", r.address))
-            .help(format!(
-                "remove [provider.{cloud}] to run {cloud} resources on the embedded sandbox"
-            ))
-            .into())
-        }
-        None => Ok(()),
-    }
+async fn refresh(providers: &ProviderSet, scope: &Scope) -> Result<Vec<LiveResource>, Failure> {
+    Ok(engine::refresh(providers, scope).await?)
 }
 
 pub(super) fn runtime() -> tokio::runtime::Runtime {
@@ -276,41 +194,7 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
         .expect("cannot start the async runtime")
 }
 
-async fn refresh(providers: &ProviderSet, scope: &Scope) -> Result<Vec<LiveResource>, Failure> {
-    let mut live = Vec::new();
-    for (kind, p) in &providers.by_kind {
-        let mut part = p.refresh(scope).await.map_err(|e| {
-            Diag::error(
-                "provider::refresh",
-                format!("refreshing {kind:?} failed: {e}"),
-            )
-        })?;
-        live.append(&mut part);
-    }
-    Ok(live)
-}
-
-fn scope_of(stack: &Stack) -> Scope {
-    let mut scope = Scope::default();
-    for r in &stack.resources {
-        match &r.attrs {
-            crate::model::Attrs::Zone(z) => scope.zones.push((r.provider.cloud, z.name.clone())),
-            crate::model::Attrs::Group(g) => scope
-                .groups
-                .push(crate::provider::GroupRef::of(&r.address, g)),
-            crate::model::Attrs::Record(_) => {}
-        }
-    }
-    scope
-}
-
-/// Everything plan and apply share: lock, refresh, diff.
-pub(super) struct Planned {
-    plan: Plan,
-    state: LocalState,
-    providers: ProviderSet,
-}
-
+/// Lock, refresh and plan for a command; notes an interrupted previous run.
 pub(super) fn make_plan(
     stack: &Stack,
     filter: &FilterArgs,
@@ -320,58 +204,21 @@ pub(super) fn make_plan(
     rt: &tokio::runtime::Runtime,
     ui: &Ui,
 ) -> Result<Planned, Failure> {
-    // Checks that need no lock come first, so a refusal leaves nothing behind.
     let filter = Filter {
         targets: filter.target.clone(),
         excludes: filter.exclude.clone(),
     };
-    for pattern in filter.targets.iter().chain(&filter.excludes) {
-        if pattern.trim_end_matches('*').parse::<Address>().is_err() && !pattern.ends_with('*') {
-            return Err(Diag::error("cli::address", format!("`{pattern}` is not an address"))
-                .help("addresses look like zone.NAME, record.ZONE/NAME/TYPE, group.SERVICE@CLOUD/REGION")
-                .into());
-        }
-    }
-    check_providers(stack)?;
-    let mut target = target_of(stack)?;
-    let state_lock = LocalState::lock(&target.state_dir, command, lock.lock_timeout)?;
-    // Under the lock, read the state while the providers refresh.
-    let (state, refreshed) = std::thread::scope(|s| {
-        let state = s.spawn(|| LocalState::open_with(&target.state_dir, state_lock));
-        let refreshed = providers(&target, rt).and_then(|p| {
-            rt.block_on(refresh(&p, &target.scope))
-                .map(|live| (p, live))
-        });
-        (state.join().expect("state reader panicked"), refreshed)
-    });
-    let state = state?;
-    if let Some(h) = state.interrupted() {
+    let planned = rt.block_on(engine::plan(engine::PlanRequest {
+        stack,
+        filter: &filter,
+        lock_timeout: lock.lock_timeout,
+        destroy,
+        command,
+    }))?;
+    if let Some(h) = &planned.interrupted {
         ui.note(&format!("the previous {h} was interrupted; its completed changes are in the state and this plan picks up where it stopped"));
     }
-    let (providers, mut live) = refreshed?;
-    // Zones and groups only the state still mentions (removed from the config) are listed
-    // too, or their resources could not be found to delete.
-    let extra = target.scope.missing_from(state.state());
-    if !extra.is_empty() {
-        live.extend(rt.block_on(refresh(&providers, &extra))?);
-        let mut seen = std::collections::HashSet::new();
-        live.retain(|l| seen.insert((l.provider, l.id.clone())));
-        target.scope.extend(extra);
-    }
-    let plan = plan::plan(plan::PlanInput {
-        stack,
-        live: &live,
-        state: state.state(),
-        state_serial: state.serial(),
-        destroy,
-        filter: &filter,
-        target,
-    })?;
-    Ok(Planned {
-        plan,
-        state,
-        providers,
-    })
+    Ok(planned)
 }
 
 fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
@@ -493,6 +340,7 @@ fn run_apply(s: &StackArgs, o: &ApplyOptions<'_>, ui: &Ui) -> CmdResult {
         mut plan,
         mut state,
         providers,
+        ..
     } = make_plan(&stack, o.filter, o.lock, destroy, command, &rt, ui)?;
     policy::evaluate_plan(&stack, &mut plan, o.policy, ui)?;
     if !ui.json {

@@ -25,6 +25,7 @@ pub fn compile(
     let mut c = Compiler {
         diags: Vec::new(),
         broken: raw.broken.clone(),
+        expectations: BTreeMap::new(),
     };
     let stack = c.compile(raw, dir, explicit_env);
     if c.diags.iter().any(Diag::is_error) {
@@ -42,6 +43,8 @@ struct Compiler {
     diags: Vec<Diag>,
     /// Entries that failed to decode (already reported).
     broken: Vec<(String, String)>,
+    /// What health probes expect, by record (see `Stack::health_expectations`).
+    expectations: BTreeMap<Address, HealthExpectation>,
 }
 
 /// Whether `name` may be an entry of `section` that failed to decode. A name that was itself
@@ -138,6 +141,7 @@ impl Compiler {
             compliance,
             files: raw.files.clone(),
             origin: raw.stack.first().map(|e| e.whole()),
+            health_expectations: std::mem::take(&mut self.expectations),
         })
     }
 
@@ -612,6 +616,19 @@ impl Compiler {
                 .health_check
                 .as_ref()
                 .and_then(|h| self.health_check(e, h));
+            if let Some(h) = &r.health_check {
+                let h = h.get();
+                let status = h
+                    .expect_status
+                    .as_ref()
+                    .and_then(|v| self.int_in(e, v, 100, 599, "expect_status"))
+                    .map(|v| v as u16);
+                let body = h.expect_body.as_ref().map(|b| b.get().clone());
+                if status.is_some() || body.is_some() {
+                    self.expectations
+                        .insert(address.clone(), HealthExpectation { status, body });
+                }
+            }
             if let (Some(rt), None) = (&routing, &r.health_check)
                 && matches!(rt, Routing::Failover { .. } | Routing::Weighted { .. })
             {

@@ -20,7 +20,7 @@ use crate::model::{Address, Attrs, Cloud, ProviderKind, ProviderRef};
 use raw::{DataClassification, Enforcement, Framework};
 
 /// A validated stack: the only input to graph building and planning.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Stack {
     pub name: String,
     pub environment: String,
@@ -35,6 +35,16 @@ pub struct Stack {
     pub files: Vec<Arc<SourceFile>>,
     /// The `[stack]` table, where stack-wide findings point.
     pub origin: Option<Location>,
+    /// What `cairn enforce`'s probes expect of routed records' endpoints, when declared.
+    pub health_expectations: BTreeMap<Address, HealthExpectation>,
+}
+
+/// A health check's expectations beyond answering (not part of the resource's attributes:
+/// clouds' own health checks do not all support them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthExpectation {
+    pub status: Option<u16>,
+    pub body: Option<String>,
 }
 
 /// One resource the stack wants to exist.

@@ -369,6 +369,11 @@ pub struct RawHealthCheck {
     pub failures: Option<Sp<i64>>,
     /// Consecutive successes before healthy again, 1 to 10 (default 3).
     pub recoveries: Option<Sp<i64>>,
+    /// HTTP(S): the status a healthy endpoint answers (default: any 2xx or 3xx). Checked by
+    /// `cairn enforce`'s probes.
+    pub expect_status: Option<Sp<i64>>,
+    /// HTTP(S): text a healthy endpoint's body contains. Checked by `cairn enforce`'s probes.
+    pub expect_body: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -91,7 +91,7 @@ pub struct Rule {
     /// What a compliant subject satisfies.
     pub require: Condition,
     pub fix: String,
-    /// `builtin:soc2` or the file the rule is written in.
+    /// The file the rule is written in (`<builtin>/policies/soc2.toml` for built-in packs).
     pub source: String,
     /// The `[[rule]]` table.
     pub origin: Location,
@@ -170,12 +170,6 @@ impl Finding {
     /// Whether the finding stops an apply (unless overridden, for soft-mandatory ones).
     pub fn blocks(&self) -> bool {
         self.waiver.is_none() && self.enforcement != Enforcement::Advisory
-    }
-
-    /// Identity across revisions: review reports a finding as new when no finding with the
-    /// same key exists at the base.
-    pub fn key(&self) -> (&str, &str) {
-        (&self.rule, &self.resource)
     }
 
     /// The finding as a diagnostic: blocking ones are errors, the others warnings.

@@ -119,6 +119,18 @@ impl Sandbox {
     }
 
     /// Runs one API call: exclusive across processes, sees their changes, durable on return.
+    /// Whether a deployment's simulated endpoint answers (`cairn sandbox endpoint up|down`).
+    /// Read directly, not counted as an API call: it stands for the endpoint, not the cloud.
+    pub fn endpoint_up(&self, deployment: &str) -> std::io::Result<bool> {
+        let lock = lock_file(&self.dir)?;
+        let mut j = self.journal.lock().expect("sandbox journal poisoned");
+        j.catch_up(true)?;
+        let up = !j.value().endpoints_down.contains(deployment);
+        drop(j);
+        lock.unlock()?;
+        Ok(up)
+    }
+
     pub fn call<R>(
         &self,
         f: impl FnOnce(&SandboxCloud) -> (Vec<SandboxOp>, R),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::config::Stack;
 use crate::diag::Location;
 use crate::plan::attr_diff;
-use crate::policy::{Enforcement, Policies, Rule, Waiver};
+use crate::policy::{Policies, Rule, Waiver};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,7 +156,7 @@ fn service_doc(s: &crate::config::Service) -> Value {
 
 /// Whether changing a service setting from `before` to `after` loosens a control: turning a
 /// protection or security setting off, serving something other than HTTPS, accepting older TLS,
-/// keeping backups or logs for less time.
+/// keeping backups or logs for less time, declaring its data less sensitive.
 fn loosens(key: &str, before: &Option<Value>, after: &Option<Value>) -> bool {
     let (b, a) = (
         before.as_ref().filter(|v| !v.is_null()),
@@ -167,6 +167,15 @@ fn loosens(key: &str, before: &Option<Value>, after: &Option<Value>) -> bool {
             b == Some(&Value::Bool(true)) && a != Some(&Value::Bool(true))
         }
         "protocol" => b == Some(&json!("https")) && a != Some(&json!("https")),
+        // Declaring data less sensitive switches off the rules for the more sensitive class.
+        "data_classification" => {
+            let rank = |v: Option<&Value>| {
+                let order = ["public", "internal", "confidential", "personal", "health"];
+                v.and_then(Value::as_str)
+                    .and_then(|c| order.iter().position(|o| *o == c))
+            };
+            rank(b).is_some() && rank(a) < rank(b)
+        }
         // "1.0" < "1.2" as strings too; dropping the setting loses the guarantee.
         "tls_min_version" => {
             b.is_some() && (a.is_none() || a.and_then(Value::as_str) < b.and_then(Value::as_str))
@@ -337,13 +346,16 @@ fn compliance(base_side: Option<&Side>, head_side: &Side, out: &mut Vec<Change>)
             "change_approvers: {:?} → {:?}",
             b.change_approvers, h.change_approvers
         ));
-        weakens |= h.change_approvers.len() < b.change_approvers.len();
+        // Anyone taken off the list may have been the control.
+        weakens |= b
+            .change_approvers
+            .iter()
+            .any(|a| !h.change_approvers.contains(a));
     }
-    // A rule's own level, for stacks that set none: HEAD's rule, else the base's.
-    let own_level = |id: &str| {
-        std::iter::once(&head_side.policies)
-            .chain(base_side.map(|b| &b.policies))
-            .flat_map(|p| &p.rules)
+    // A rule's own level, for stacks that set none, on each side (the rule may change too).
+    let own_level = |side: Option<&Side>, id: &str| {
+        side.into_iter()
+            .flat_map(|s| &s.policies.rules)
             .find(|r| r.id == id)
             .map(|r| r.enforcement)
     };
@@ -360,8 +372,9 @@ fn compliance(base_side: Option<&Side>, head_side: &Side, out: &mut Vec<Change>)
                 before.map_or("(rule's own)", |e| e.as_str()),
                 after.map_or("(rule's own)", |e| e.as_str())
             ));
-            let effective = |set: Option<Enforcement>| set.or_else(|| own_level(r));
-            weakens |= match (effective(before), effective(after)) {
+            let was = before.or_else(|| own_level(base_side, r));
+            let now = after.or_else(|| own_level(Some(head_side), r));
+            weakens |= match (was, now) {
                 (Some(x), Some(y)) => y < x,
                 // Unknown rule on one side: a level set for it cannot be judged; flag it.
                 _ => true,

@@ -48,7 +48,7 @@ fn headline(r: &Report) -> String {
     )
 }
 
-/// `2 new findings, 1 blocking; 3 unchanged (--all shows them).`
+/// `Review: 2 new findings, 1 blocking; 3 already at the base not shown (--all shows them).`
 pub fn summary(r: &Report) -> String {
     let new = r.findings.iter().filter(|f| f.new).count();
     let blocking = r.blocking().count();

@@ -49,7 +49,7 @@ pub struct Revision {
 
 pub struct Reported {
     pub finding: Finding,
-    /// Not found at the base revision.
+    /// Absent at the base revision, or blocking now where it did not block there.
     pub new: bool,
 }
 

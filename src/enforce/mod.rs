@@ -1,0 +1,1012 @@
+//! `cairn enforce`: a long-running daemon that keeps a stack true.
+//!
+//! One task reconciles (load → plan → policies → apply), one reconcile at a time, each from
+//! freshly loaded configuration and freshly listed live state. Other tasks only ask it to run:
+//! the file watcher, the drift timers, the health probes (through failover decisions kept as
+//! an overlay on the declared routing) and the HTTP API.
+
+pub mod api;
+pub mod failover;
+pub mod health;
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, watch};
+
+pub use status::{Event, Status};
+
+use crate::config::{self, Stack};
+use crate::diag::Diag;
+use crate::engine;
+use crate::model::{Address, Attrs, ProviderKind, ResourceKind, Routing};
+use crate::plan::{Filter, Plan};
+use crate::policy::{self, Enforcement, Options};
+use failover::{Decision, Failback};
+use health::{Health, Probe, Prober, Schedule, Tracker};
+
+/// How endpoints are probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    /// Deployments on the sandbox through the sandbox's simulated endpoints; others over the
+    /// network.
+    Auto,
+    /// Every endpoint over the network (HTTP(S) or TCP, as its health check says).
+    Network,
+}
+
+/// API roles, each including the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+/// Everything the daemon is told on its command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dir: PathBuf,
+    pub env: Option<String>,
+    pub listen: SocketAddr,
+    /// Detect drift and report it, change nothing.
+    pub report_only: bool,
+    /// How often each kind of resource is checked for drift (jittered by up to 10%).
+    pub drift: BTreeMap<ResourceKind, Duration>,
+    pub failback: Failback,
+    pub probes: ProbeMode,
+    /// Bearer token → role. Empty: read-only endpoints are open, operator ones refused.
+    pub tokens: HashMap<String, Role>,
+    /// Quiet time after a file change before reloading.
+    pub debounce: Duration,
+    pub lock_timeout: Duration,
+}
+
+/// Why a reconcile runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The first run, and SIGHUP: load the configuration and reconcile everything.
+    Start,
+    /// A stack or policy file changed.
+    Config,
+    /// Drift check of these kinds.
+    Drift { kinds: Vec<ResourceKind> },
+    /// Routing of these records changed with their members' health.
+    Routing { records: Vec<String> },
+    /// An operator asked.
+    Manual,
+}
+
+/// State shared by the tasks and the API.
+pub struct Shared {
+    pub settings: Settings,
+    pub status: Mutex<Status>,
+    pub events: broadcast::Sender<Event>,
+    pub triggers: mpsc::UnboundedSender<Trigger>,
+    /// Published overrides of declared routing, by record address.
+    overlay: Mutex<BTreeMap<Address, Routing>>,
+    /// Health of each probed member: (record, member) → tracker.
+    trackers: Mutex<BTreeMap<(String, String), Tracker>>,
+    /// Records an operator failed over by hand (kept until failed back by hand).
+    manual: Mutex<BTreeMap<Address, Routing>>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn emit(&self, kind: &str, message: String, details: serde_json::Value) {
+        let event = self
+            .status
+            .lock()
+            .expect("status")
+            .event(kind, message, details);
+        tracing::info!(kind, message = %event.message, "event");
+        let _ = self.events.send(event);
+    }
+
+    /// Asks for a reconcile; returns false when the daemon is shutting down.
+    pub fn trigger(&self, t: Trigger) -> bool {
+        self.triggers.send(t).is_ok()
+    }
+
+    /// Fails a record over (or back) by an operator's request.
+    pub fn manual_failover(&self, record: &str, back: bool) -> Result<String, String> {
+        let address: Address = record.parse()?;
+        let status = self.status.lock().expect("status");
+        let declared = status
+            .routed
+            .get(&address)
+            .cloned()
+            .ok_or_else(|| format!("{record} is not a routed record of this stack"))?;
+        drop(status);
+        let Routing::Failover { primary, secondary } = &declared else {
+            return Err(format!("{record} does not use failover routing"));
+        };
+        let mut manual = self.manual.lock().expect("manual");
+        let mut overlay = self.overlay.lock().expect("overlay");
+        let message = if back {
+            manual.remove(&address);
+            overlay.remove(&address);
+            format!("{record}: failed back to {} by an operator", primary.id)
+        } else {
+            let swapped = Routing::Failover {
+                primary: secondary.clone(),
+                secondary: primary.clone(),
+            };
+            manual.insert(address.clone(), swapped.clone());
+            overlay.insert(address.clone(), swapped);
+            format!("{record}: failed over to {} by an operator", secondary.id)
+        };
+        drop((manual, overlay));
+        self.emit(
+            if back { "failback" } else { "failover" },
+            message.clone(),
+            serde_json::json!({ "record": record, "manual": true }),
+        );
+        self.trigger(Trigger::Routing {
+            records: vec![record.to_string()],
+        });
+        Ok(message)
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+fn install_metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )
+        .expect("bucket list is not empty")
+        .build_recorder();
+    let handle = recorder.handle();
+    // A second daemon in the same process (tests) keeps the first recorder.
+    let _ = metrics::set_global_recorder(recorder);
+    describe_metrics();
+    handle
+}
+
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("cairn_reconciles_total", "Reconciles run, by result.");
+    describe_histogram!(
+        "cairn_reconcile_duration_seconds",
+        Unit::Seconds,
+        "Time from a reconcile's start to its end."
+    );
+    describe_gauge!(
+        "cairn_drift_resources",
+        "Resources that differed from the configuration at the last drift check."
+    );
+    describe_counter!("cairn_probes_total", "Health probes, by result.");
+    describe_histogram!(
+        "cairn_probe_duration_seconds",
+        Unit::Seconds,
+        "Time a health probe took."
+    );
+    describe_gauge!(
+        "cairn_endpoint_healthy",
+        "1 when a routed record's member is healthy, 0 when not, by record and member."
+    );
+    describe_counter!(
+        "cairn_failovers_total",
+        "DNS routing changes made for health."
+    );
+    describe_counter!(
+        "cairn_provider_api_calls_total",
+        "Calls to cloud provider APIs, by provider."
+    );
+    describe_counter!(
+        "cairn_provider_errors_total",
+        "Reconciles that failed at a provider (refresh or change)."
+    );
+    describe_counter!(
+        "cairn_config_rejections_total",
+        "Edits of the stack's files that were rejected (invalid or failing hard policies)."
+    );
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns an error only if it cannot start.
+pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
+    // The configuration must be good at start: there is no last good one to fall back to.
+    let (stack, _) = config::load_stack(&settings.dir, settings.env.as_deref())?;
+    accept(&stack)?;
+    let (events, _) = broadcast::channel(1024);
+    let (triggers, rx) = mpsc::unbounded_channel();
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        status: Mutex::new(Status::new(&stack, &settings)),
+        settings,
+        events,
+        triggers,
+        overlay: Mutex::new(load_overlay(&stack)),
+        trackers: Mutex::new(BTreeMap::new()),
+        manual: Mutex::new(BTreeMap::new()),
+        metrics: install_metrics(),
+        shutdown,
+    });
+    let listener = tokio::net::TcpListener::bind(shared.settings.listen)
+        .await
+        .map_err(|e| {
+            vec![Diag::error(
+                "enforce::listen",
+                format!("cannot listen on {}: {e}", shared.settings.listen),
+            )]
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| vec![Diag::error("enforce::listen", e.to_string())])?;
+    tracing::info!(address = %bound, stack = %stack.name, "cairn enforce started");
+    shared.emit(
+        "started",
+        format!(
+            "enforcing `{}` ({}); API on http://{bound}",
+            stack.name, stack.environment
+        ),
+        serde_json::json!({ "listen": bound.to_string() }),
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(api::serve(shared.clone(), listener));
+    tasks.spawn(watch_files(shared.clone()));
+    tasks.spawn(drift_timers(shared.clone()));
+    tasks.spawn(signals(shared.clone()));
+    let probes = Probes::default();
+    shared.trigger(Trigger::Start);
+    reconciler(shared.clone(), rx, stack, probes).await;
+    shared.emit(
+        "stopped",
+        "cairn enforce stopped".into(),
+        serde_json::Value::Null,
+    );
+    tasks.abort_all();
+    Ok(())
+}
+
+/// Checks a configuration before it is enforced: it must pass every hard-mandatory policy
+/// (soft and advisory findings are reported, not enforced, by the daemon).
+fn accept(stack: &Stack) -> Result<Vec<policy::Finding>, Vec<Diag>> {
+    let policies = policy::for_stack(stack)?;
+    let eval = policy::evaluate(&policies, stack, None, &Options::new(true))?;
+    let hard: Vec<Diag> = eval
+        .findings
+        .iter()
+        .filter(|f| f.blocks() && f.enforcement == Enforcement::Hard)
+        .map(policy::Finding::to_diag)
+        .collect();
+    if hard.is_empty() {
+        Ok(eval.findings)
+    } else {
+        Err(hard)
+    }
+}
+
+/// Where failovers in force are kept, so a restart does not fail back blindly.
+fn overlay_path(stack: &Stack) -> Option<PathBuf> {
+    engine::state_dir(stack)
+        .ok()
+        .map(|d| d.join("enforce-overlay.json"))
+}
+
+fn load_overlay(stack: &Stack) -> BTreeMap<Address, Routing> {
+    overlay_path(stack)
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_overlay(stack: &Stack, overlay: &BTreeMap<Address, Routing>) {
+    let Some(path) = overlay_path(stack) else {
+        return;
+    };
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(path.parent().expect("a state dir"))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(overlay).expect("overlay serializes"),
+        )?;
+        std::fs::rename(tmp, &path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(error = %e, "cannot save the failover overlay");
+    }
+}
+
+/// The probe tasks of the current configuration.
+#[derive(Default)]
+struct Probes {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    specs: Vec<ProbeSpec>,
+}
+
+/// One member of one routed record, and how to probe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProbeSpec {
+    record: Address,
+    member: String,
+    probe: Probe,
+    schedule: Schedule,
+}
+
+/// The members to probe: those of routed records with a health check.
+fn probe_specs(stack: &Stack, mode: ProbeMode) -> Vec<ProbeSpec> {
+    let sandboxed: Vec<String> = stack
+        .resources
+        .iter()
+        .filter(|r| r.provider.kind == ProviderKind::Sandbox)
+        .filter_map(|r| match &r.attrs {
+            Attrs::Group(g) => Some(format!("{}@{}/{}", g.service, g.cloud, g.region)),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in &stack.resources {
+        let Attrs::Record(rec) = &r.attrs else {
+            continue;
+        };
+        let Some(hc) = &rec.health_check else {
+            continue;
+        };
+        let members = match &rec.routing {
+            Routing::Failover { primary, secondary } => vec![primary, secondary],
+            Routing::Weighted { members } | Routing::Multivalue { members } => {
+                members.iter().collect()
+            }
+            _ => continue,
+        };
+        let expect = stack.health_expectations.get(&r.address);
+        for m in members {
+            let Some(host) = m.values.first() else {
+                continue;
+            };
+            let probe = if mode == ProbeMode::Auto && sandboxed.contains(&m.id) {
+                Probe::Sandbox {
+                    deployment: m.id.clone(),
+                }
+            } else if hc.protocol == "tcp" {
+                Probe::Tcp {
+                    host: host.clone(),
+                    port: hc.port,
+                }
+            } else {
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                Probe::Http {
+                    url: format!(
+                        "{}://{host}:{}{}",
+                        hc.protocol,
+                        hc.port,
+                        hc.path.as_deref().unwrap_or("/")
+                    ),
+                    expect_status: expect.and_then(|e| e.status),
+                    expect_body: expect.and_then(|e| e.body.clone()),
+                }
+            };
+            out.push(ProbeSpec {
+                record: r.address.clone(),
+                member: m.id.clone(),
+                probe,
+                schedule: Schedule {
+                    interval: Duration::from_secs(hc.interval_secs),
+                    timeout: Duration::from_secs(hc.timeout_secs),
+                    failures: hc.failures,
+                    recoveries: hc.recoveries,
+                },
+            });
+        }
+    }
+    out
+}
+
+impl Probes {
+    /// Starts probing what `stack` routes; probes that did not change keep running (and
+    /// their health), others stop.
+    fn update(&mut self, shared: &Arc<Shared>, stack: &Stack) {
+        let specs = probe_specs(stack, shared.settings.probes);
+        if specs == self.specs {
+            return;
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let sandbox = engine::target_of(stack).ok().and_then(|t| {
+            crate::provider::sandbox::Sandbox::open(&t.sandbox_dir, [])
+                .ok()
+                .map(Arc::new)
+        });
+        let prober = Arc::new(Prober::new(sandbox));
+        {
+            let mut trackers = shared.trackers.lock().expect("trackers");
+            trackers.retain(|(rec, member), _| {
+                specs
+                    .iter()
+                    .any(|s| s.record.to_string() == *rec && s.member == *member)
+            });
+        }
+        for spec in &specs {
+            self.tasks.push(tokio::spawn(probe_loop(
+                shared.clone(),
+                prober.clone(),
+                spec.clone(),
+            )));
+        }
+        self.specs = specs;
+    }
+}
+
+async fn probe_loop(shared: Arc<Shared>, prober: Arc<Prober>, spec: ProbeSpec) {
+    let key = (spec.record.to_string(), spec.member.clone());
+    shared
+        .trackers
+        .lock()
+        .expect("trackers")
+        .entry(key.clone())
+        .or_insert_with(|| Tracker::new(&spec.schedule));
+    let mut tick = tokio::time::interval(spec.schedule.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.shutting_down() {
+            return;
+        }
+        let outcome = prober.probe(&spec.probe, spec.schedule.timeout).await;
+        let result = if outcome.ok { "ok" } else { "fail" };
+        metrics::counter!("cairn_probes_total", "result" => result).increment(1);
+        metrics::histogram!("cairn_probe_duration_seconds").record(outcome.latency.as_secs_f64());
+        let changed = {
+            let mut trackers = shared.trackers.lock().expect("trackers");
+            let t = trackers
+                .entry(key.clone())
+                .or_insert_with(|| Tracker::new(&spec.schedule));
+            t.observe(outcome.ok).map(|h| (h, t.health))
+        };
+        let health = changed.map_or_else(
+            || {
+                shared
+                    .trackers
+                    .lock()
+                    .expect("trackers")
+                    .get(&key)
+                    .map_or(Health::Unknown, |t| t.health)
+            },
+            |(h, _)| h,
+        );
+        metrics::gauge!("cairn_endpoint_healthy", "record" => key.0.clone(), "member" => key.1.clone())
+            .set(if health == Health::Unhealthy { 0.0 } else { 1.0 });
+        shared
+            .status
+            .lock()
+            .expect("status")
+            .probed(&key.0, &key.1, &spec.probe, health, &outcome);
+        if let Some((h, _)) = changed {
+            shared.emit(
+                "health",
+                format!("{} member {} is {}", key.0, key.1, health_word(h)),
+                serde_json::json!({
+                    "record": key.0, "member": key.1, "health": h, "detail": outcome.detail,
+                }),
+            );
+            route(&shared, &spec.record);
+        }
+    }
+}
+
+fn health_word(h: Health) -> &'static str {
+    match h {
+        Health::Unknown => "unknown",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
+/// Re-decides a record's routing after a health change; asks for a reconcile if it moved.
+fn route(shared: &Arc<Shared>, record: &Address) {
+    let declared = shared
+        .status
+        .lock()
+        .expect("status")
+        .routed
+        .get(record)
+        .cloned();
+    let Some(declared) = declared else {
+        return;
+    };
+    let name = record.to_string();
+    let health = |member: &str| {
+        shared
+            .trackers
+            .lock()
+            .expect("trackers")
+            .get(&(name.clone(), member.to_string()))
+            .map_or(Health::Unknown, |t| t.health)
+    };
+    let manual = shared.manual.lock().expect("manual").get(record).cloned();
+    let mut overlay = shared.overlay.lock().expect("overlay");
+    let published = overlay.get(record).cloned();
+    // An operator's failover holds until the operator fails back (or its target dies).
+    let failback = if manual.is_some() {
+        Failback::Manual
+    } else {
+        shared.settings.failback
+    };
+    let decision = failover::decide(&declared, published.as_ref(), &health, failback);
+    let (next, kind, message) = match decision {
+        Decision::Declared => (
+            None,
+            "failback",
+            format!("{name}: back to its declared routing"),
+        ),
+        Decision::Publish(r, why) => (Some(r), "failover", format!("{name}: {why}")),
+        Decision::KeepLast(why) => {
+            drop(overlay);
+            metrics::counter!("cairn_failovers_total", "result" => "kept").increment(0);
+            shared.emit(
+                "alert",
+                format!("{name}: {why}"),
+                serde_json::json!({ "record": name }),
+            );
+            return;
+        }
+    };
+    if next == published {
+        return;
+    }
+    match &next {
+        Some(r) => overlay.insert(record.clone(), r.clone()),
+        None => overlay.remove(record),
+    };
+    if next.is_none() {
+        shared.manual.lock().expect("manual").remove(record);
+    }
+    drop(overlay);
+    metrics::counter!("cairn_failovers_total", "kind" => kind).increment(1);
+    shared.emit(kind, message, serde_json::json!({ "record": name }));
+    shared.trigger(Trigger::Routing {
+        records: vec![name],
+    });
+}
+
+/// The single reconcile loop: triggers queue up and are merged, one reconcile at a time.
+async fn reconciler(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Trigger>,
+    mut stack: Stack,
+    mut probes: Probes,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let first = tokio::select! {
+            t = rx.recv() => t,
+            _ = shutdown.changed() => None,
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first];
+        while let Ok(t) = rx.try_recv() {
+            batch.push(t);
+        }
+        if batch
+            .iter()
+            .any(|t| matches!(t, Trigger::Start | Trigger::Config))
+        {
+            match reload(&shared, &stack) {
+                Ok(Some(s)) => stack = s,
+                Ok(None) => {}
+                Err(()) => {
+                    // Rejected: the last good configuration stays; other triggers still run.
+                    batch.retain(|t| !matches!(t, Trigger::Config));
+                    if batch.is_empty() {
+                        continue;
+                    }
+                }
+            }
+            probes.update(&shared, &stack);
+        }
+        reconcile(&shared, &stack, &batch).await;
+        if shared.shutting_down() {
+            break;
+        }
+    }
+    for t in probes.tasks {
+        t.abort();
+    }
+}
+
+/// Loads the stack's files again. `Ok(Some)`: a new configuration is accepted; `Ok(None)`:
+/// nothing to change; `Err`: rejected (reported).
+fn reload(shared: &Arc<Shared>, current: &Stack) -> Result<Option<Stack>, ()> {
+    let s = &shared.settings;
+    let result = config::load_stack(&s.dir, s.env.as_deref())
+        .and_then(|(stack, _)| accept(&stack).map(|findings| (stack, findings)));
+    match result {
+        Ok((stack, findings)) => {
+            shared
+                .status
+                .lock()
+                .expect("status")
+                .configured(&stack, &findings);
+            if stack.name != current.name || stack.environment != current.environment {
+                // A different state would be enforced: refuse, as an invalid edit would be.
+                reject(
+                    shared,
+                    vec![Diag::error(
+                        "enforce::identity",
+                        "the stack's name or environment changed; restart cairn enforce to enforce another stack",
+                    )],
+                );
+                return Err(());
+            }
+            Ok(Some(stack))
+        }
+        Err(diags) => {
+            reject(shared, diags);
+            Err(())
+        }
+    }
+}
+
+fn reject(shared: &Arc<Shared>, diags: Vec<Diag>) {
+    metrics::counter!("cairn_config_rejections_total").increment(1);
+    let errors: Vec<serde_json::Value> = diags.iter().map(Diag::to_json).collect();
+    let first = diags
+        .iter()
+        .find(|d| d.is_error())
+        .map(|d| d.message.clone())
+        .unwrap_or_default();
+    shared
+        .status
+        .lock()
+        .expect("status")
+        .rejected(errors.clone());
+    shared.emit(
+        "config_rejected",
+        format!(
+            "the edited configuration was rejected; the last good one is still enforced: {first}"
+        ),
+        serde_json::json!({ "diagnostics": errors }),
+    );
+}
+
+/// The stack with the failovers in force applied to its records.
+fn effective(stack: &Stack, overlay: &BTreeMap<Address, Routing>) -> Stack {
+    let mut s = stack.clone();
+    for r in &mut s.resources {
+        if let (Some(routing), Attrs::Record(rec)) = (overlay.get(&r.address), &mut r.attrs) {
+            rec.routing = routing.clone();
+        }
+    }
+    s
+}
+
+/// One reconcile: plan the effective stack (the kinds or records the triggers name, or
+/// everything), check hard-mandatory policies on the plan, and apply unless report-only.
+async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
+    let started = Instant::now();
+    let overlay = shared.overlay.lock().expect("overlay").clone();
+    save_overlay(stack, &overlay);
+    let desired = effective(stack, &overlay);
+    shared
+        .status
+        .lock()
+        .expect("status")
+        .set_failovers(&overlay);
+    let filter = filter_for(batch);
+    let drift_only = batch.iter().all(|t| matches!(t, Trigger::Drift { .. }));
+    let label = trigger_label(batch);
+    let planned = engine::plan(engine::PlanRequest {
+        stack: &desired,
+        filter: &filter,
+        lock_timeout: shared.settings.lock_timeout,
+        destroy: false,
+        command: "cairn enforce",
+    })
+    .await;
+    let mut planned = match planned {
+        Ok(p) => p,
+        Err(diags) => return finish(shared, &label, started, Err(first_message(&diags)), 0),
+    };
+    let api_before = planned.providers.api_calls();
+    let changes = planned.plan.changes.len() + planned.plan.state_fixes.len();
+    if drift_only || shared.settings.report_only {
+        let addresses: Vec<String> = planned
+            .plan
+            .changes
+            .iter()
+            .map(|c| c.address.to_string())
+            .collect();
+        shared.status.lock().expect("status").drift(&addresses);
+        metrics::gauge!("cairn_drift_resources").set(addresses.len() as f64);
+        if !addresses.is_empty() {
+            shared.emit(
+                "drift",
+                format!("{} resource{} differ from the configuration", addresses.len(), crate::diag::plural(addresses.len())),
+                serde_json::json!({ "resources": addresses, "corrected": !shared.settings.report_only }),
+            );
+        }
+    }
+    if changes == 0 || shared.settings.report_only {
+        count_api_calls(&planned.providers, &BTreeMap::new());
+        return finish(shared, &label, started, Ok(None), 0);
+    }
+    // Changes from health-driven routing or drift still pass the hard-mandatory rules.
+    if let Err(diags) = check_plan(stack, &planned.plan) {
+        return finish(shared, &label, started, Err(first_message(&diags)), changes);
+    }
+    let outcome = crate::apply::apply(
+        &planned.plan,
+        &planned.providers,
+        &mut planned.state,
+        4,
+        &Quiet,
+    )
+    .await;
+    count_api_calls(&planned.providers, &api_before);
+    let result = match outcome {
+        Ok(o) => {
+            record_audit(&planned.plan, &o, &label);
+            if o.failed.is_empty() && o.skipped.is_empty() {
+                Ok(Some(o))
+            } else {
+                metrics::counter!("cairn_provider_errors_total").increment(1);
+                Err(format!(
+                    "{} change(s) failed, {} skipped",
+                    o.failed.len(),
+                    o.skipped.len()
+                ))
+            }
+        }
+        Err(e) => {
+            metrics::counter!("cairn_provider_errors_total").increment(1);
+            Err(format!("{e}"))
+        }
+    };
+    finish(shared, &label, started, result, changes);
+}
+
+fn check_plan(stack: &Stack, plan: &Plan) -> Result<(), Vec<Diag>> {
+    let policies = policy::for_stack(stack)?;
+    let eval = policy::evaluate(&policies, stack, Some(plan), &Options::new(true))?;
+    let hard: Vec<Diag> = eval
+        .findings
+        .iter()
+        .filter(|f| f.blocks() && f.enforcement == Enforcement::Hard)
+        .map(policy::Finding::to_diag)
+        .collect();
+    if hard.is_empty() { Ok(()) } else { Err(hard) }
+}
+
+fn count_api_calls(providers: &crate::apply::ProviderSet, before: &BTreeMap<String, u64>) {
+    for (provider, n) in providers.api_calls() {
+        let new = n - before.get(&provider).copied().unwrap_or(0);
+        metrics::counter!("cairn_provider_api_calls_total", "provider" => provider).increment(new);
+    }
+}
+
+fn record_audit(plan: &Plan, outcome: &crate::apply::Outcome, trigger: &str) {
+    let Ok(Some(keys)) = crate::audit::Keys::from_env() else {
+        return;
+    };
+    let record = crate::audit::Record {
+        action: "enforce".into(),
+        stack: plan.stack.clone(),
+        environment: plan.environment.clone(),
+        plan_digest: None,
+        result: if outcome.failed.is_empty() {
+            "ok".into()
+        } else {
+            format!("{} failed", outcome.failed.len())
+        },
+        details: serde_json::json!({
+            "trigger": trigger,
+            "changes": outcome.applied.iter().map(|a| a.address.to_string()).collect::<Vec<_>>(),
+        }),
+    };
+    if let Err(e) = crate::audit::AuditLog::at(&plan.target.state_dir).append(&keys, record) {
+        tracing::error!(error = %e, "cannot write the audit entry");
+    }
+}
+
+fn first_message(diags: &[Diag]) -> String {
+    diags
+        .first()
+        .map_or_else(|| "unknown error".into(), |d| d.message.clone())
+}
+
+fn finish(
+    shared: &Arc<Shared>,
+    trigger: &str,
+    started: Instant,
+    result: Result<Option<crate::apply::Outcome>, String>,
+    changes: usize,
+) {
+    let elapsed = started.elapsed();
+    let label = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!("cairn_reconciles_total", "result" => label).increment(1);
+    metrics::histogram!("cairn_reconcile_duration_seconds").record(elapsed.as_secs_f64());
+    let applied = match &result {
+        Ok(Some(o)) => o.applied.len(),
+        _ => 0,
+    };
+    let error = result.as_ref().err().cloned();
+    shared.status.lock().expect("status").reconciled(
+        trigger,
+        elapsed,
+        changes,
+        applied,
+        error.clone(),
+    );
+    match error {
+        Some(e) => {
+            tracing::warn!(trigger, error = %e, "reconcile failed");
+            shared.emit(
+                "reconcile",
+                format!("reconcile ({trigger}) failed: {e}"),
+                serde_json::json!({ "trigger": trigger, "error": e }),
+            );
+        }
+        None if applied > 0 => shared.emit(
+            "reconcile",
+            format!("reconcile ({trigger}) applied {applied} change{}", crate::diag::plural(applied)),
+            serde_json::json!({ "trigger": trigger, "applied": applied, "seconds": elapsed.as_secs_f64() }),
+        ),
+        None => {}
+    }
+}
+
+fn trigger_label(batch: &[Trigger]) -> String {
+    let mut labels: Vec<&str> = batch
+        .iter()
+        .map(|t| match t {
+            Trigger::Start => "start",
+            Trigger::Config => "config",
+            Trigger::Drift { .. } => "drift",
+            Trigger::Routing { .. } => "routing",
+            Trigger::Manual => "manual",
+        })
+        .collect();
+    labels.sort();
+    labels.dedup();
+    labels.join("+")
+}
+
+/// What a batch of triggers needs planned: everything, unless every trigger names kinds or
+/// records.
+fn filter_for(batch: &[Trigger]) -> Filter {
+    let mut targets = Vec::new();
+    for t in batch {
+        match t {
+            Trigger::Drift { kinds } => {
+                targets.extend(kinds.iter().map(|k| format!("{}.*", k.as_str())))
+            }
+            Trigger::Routing { records } => targets.extend(records.iter().cloned()),
+            _ => return Filter::default(),
+        }
+    }
+    targets.sort();
+    targets.dedup();
+    Filter {
+        targets,
+        excludes: Vec::new(),
+    }
+}
+
+/// Apply progress goes to the log, not a terminal.
+struct Quiet;
+
+impl crate::apply::Progress for Quiet {
+    fn start(&self, total: usize) {
+        tracing::debug!(total, "applying");
+    }
+    fn done(&self, change: &crate::plan::PlannedChange, result: &Result<(), String>) {
+        match result {
+            Ok(()) => {
+                tracing::info!(address = %change.address, action = change.action.past(), "changed")
+            }
+            Err(e) => tracing::warn!(address = %change.address, error = %e, "change failed"),
+        }
+    }
+    fn finish(&self) {}
+}
+
+/// Watches the stack directory and its `policies/`; a quiet period after the last change
+/// triggers one reload.
+async fn watch_files(shared: Arc<Shared>) {
+    use notify_debouncer_full::notify::RecursiveMode;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let debouncer = notify_debouncer_full::new_debouncer(
+        shared.settings.debounce,
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| {
+            if let Ok(events) = result {
+                // Writes only: reading the files (which every reconcile does) is an event too.
+                let relevant = events.iter().any(|e| {
+                    (e.kind.is_create() || e.kind.is_modify() || e.kind.is_remove())
+                        && e.paths.iter().any(|p| {
+                            p.extension().is_some_and(|x| x == "toml")
+                                && !p.components().any(|c| c.as_os_str() == ".cairn")
+                        })
+                });
+                if relevant {
+                    let _ = tx.send(());
+                }
+            }
+        },
+    );
+    let mut debouncer = match debouncer {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the stack's files; edits need SIGHUP");
+            return;
+        }
+    };
+    if let Err(e) = debouncer.watch(&shared.settings.dir, RecursiveMode::Recursive) {
+        tracing::error!(error = %e, "cannot watch the stack's files; edits need SIGHUP");
+        return;
+    }
+    while rx.recv().await.is_some() {
+        tracing::info!("the stack's files changed");
+        shared.trigger(Trigger::Config);
+    }
+}
+
+/// One timer per resource kind, each period jittered by up to 10% so checks do not align.
+async fn drift_timers(shared: Arc<Shared>) {
+    let mut set = tokio::task::JoinSet::new();
+    for (kind, every) in shared.settings.drift.clone() {
+        let shared = shared.clone();
+        set.spawn(async move {
+            loop {
+                let jitter = every.mul_f64(fastrand::f64() * 0.1);
+                tokio::time::sleep(every + jitter).await;
+                if !shared.trigger(Trigger::Drift { kinds: vec![kind] }) {
+                    return;
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// SIGTERM/SIGINT: stop after the reconcile in flight (its completed changes are journaled
+/// anyway); SIGHUP: reload the configuration.
+async fn signals(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                shared.trigger(Trigger::Config);
+            }
+        }
+    }
+    tracing::info!("shutting down after the reconcile in flight");
+    shared.emit("stopping", "shutting down".into(), serde_json::Value::Null);
+    let _ = shared.shutdown.send(true);
+}
