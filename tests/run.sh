@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a fresh clone: formatting, lints, unit and integration tests.
 # Everything the tests need is installed or started here; nothing is assumed beyond a Rust
-# toolchain and python3 (the tests start moto_server themselves, on a free loopback port).
+# toolchain, python3 and apt (the tests start moto_server themselves, on a free loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,14 @@ if [ ! -x .venv/bin/moto_server ]; then
   echo "==> installing moto[server] into .venv (PyPI)"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
+fi
+
+# promtool (from Debian's prometheus package) checks the daemon's /metrics exposition.
+if ! command -v promtool >/dev/null; then
+  echo "==> installing promtool (Debian package prometheus)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 fi
 
 echo "==> cargo fmt --check"

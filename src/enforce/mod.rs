@@ -146,6 +146,8 @@ impl Shared {
             format!("{record}: failed over to {} by an operator", secondary.id)
         };
         drop((manual, overlay));
+        metrics::counter!("cairn_failovers_total", "kind" => if back { "failback" } else { "failover" })
+            .increment(1);
         self.emit(
             if back { "failback" } else { "failover" },
             message.clone(),
@@ -557,7 +559,6 @@ fn route(shared: &Arc<Shared>, record: &Address) {
         Decision::Publish(r, why) => (Some(r), "failover", format!("{name}: {why}")),
         Decision::KeepLast(why) => {
             drop(overlay);
-            metrics::counter!("cairn_failovers_total", "result" => "kept").increment(0);
             shared.emit(
                 "alert",
                 format!("{name}: {why}"),

@@ -5,6 +5,7 @@ mod apply;
 mod audit;
 mod aws;
 mod crash;
+mod enforce;
 mod lock;
 mod moto;
 mod policy;

@@ -432,3 +432,47 @@ fn a_stack_at_the_root_a_removed_waiver_and_a_raised_level() {
         .collect();
     assert!(weakening.is_empty(), "{weakening:?}");
 }
+
+#[test]
+fn lowering_a_classification_or_swapping_an_approver_loosens_a_control() {
+    let w = Work::new();
+    git(&w, &["init", "-q", "-b", "main"]);
+    let services = SERVICES.replace(
+        "name = \"legacy\"\n",
+        "name = \"legacy\"\ndata_classification = \"personal\"\n",
+    );
+    w.write("s/stack.toml", STACK);
+    w.write("s/services.toml", &services);
+    git(&w, &["add", "-A"]);
+    git(&w, &["commit", "-q", "-m", "base"]);
+    w.write(
+        "s/services.toml",
+        &services.replace("\"personal\"", "\"public\""),
+    );
+    w.write(
+        "s/stack.toml",
+        &STACK.replace("lead@example.com", "intern@example.com"),
+    );
+    git(&w, &["add", "-A"]);
+    git(&w, &["commit", "-q", "-m", "head"]);
+    let j: serde_json::Value = serde_json::from_str(
+        &w.ok(
+            &["review", "s", "--base", "HEAD~1", "--no-plan", "--json"],
+            0,
+        )
+        .stdout,
+    )
+    .unwrap();
+    let weakened: Vec<(&str, bool)> = j["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["subject"].as_str().unwrap(),
+                c["weakens"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(weakened, [("service.legacy", true), ("stack.shop", true)]);
+}
