@@ -86,6 +86,36 @@ pub fn zone_listing(endpoint: &str, zone: &str) -> Vec<String> {
     })
 }
 
+/// The failover role of each record set of a zone: `SET-ID ROLE VALUES`, sorted.
+pub fn failover_roles(endpoint: &str, zone: &str) -> Vec<String> {
+    rt().block_on(async {
+        let r53 = aws_sdk_route53::Client::new(&sdk(endpoint).await);
+        let id = find_zone(&r53, zone).await.expect("zone exists");
+        let page = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(&id)
+            .send()
+            .await
+            .unwrap();
+        let mut out: Vec<String> = page
+            .resource_record_sets()
+            .iter()
+            .filter_map(|s| {
+                let role = s.failover()?;
+                let values: Vec<&str> = s.resource_records().iter().map(|r| r.value()).collect();
+                Some(format!(
+                    "{} {} {}",
+                    s.set_identifier().unwrap_or("-"),
+                    role.as_str(),
+                    values.join(",")
+                ))
+            })
+            .collect();
+        out.sort();
+        out
+    })
+}
+
 /// Changes a record set behind cairn's back (UPSERT).
 fn upsert(endpoint: &str, zone: &str, name: &str, ttl: i64, value: &str) {
     rt().block_on(async {
@@ -160,7 +190,7 @@ fn group_capacity(endpoint: &str, region: &str, name: &str) -> (i32, i32, i32) {
     })
 }
 
-fn aws_stack(endpoint: &str, body: &str) -> String {
+pub fn aws_stack(endpoint: &str, body: &str) -> String {
     format!(
         "[stack]\nname = \"aws\"\nenvironment = \"test\"\n\n[provider.aws]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\n{body}"
     )

@@ -583,3 +583,56 @@ fn sigterm_mid_apply_finishes_safely_and_the_next_run_converges() {
     let list = w.json(&["sandbox", "list", "-C", "s"]);
     assert_eq!(list["objects"].as_object().unwrap().len(), 60);
 }
+
+#[test]
+fn route53_fails_over_through_the_aws_provider() {
+    let Some((moto, _guard)) = crate::moto::moto() else {
+        return;
+    };
+    let w = Work::new();
+    let port = shared_port();
+    let primary = Backend::start("127.0.0.1", port, 0.0, 1);
+    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    // The zone and its records on Route53 (moto); the deployments on the sandbox.
+    let body = failover_stack(port, 2)
+        .split_once("[[zone]]")
+        .map(|(_, rest)| format!("[[zone]]{rest}"))
+        .unwrap()
+        .replace(
+            "cloud = \"aws\"\n  region = \"eu-west-1\"",
+            "cloud = \"azure\"\n  region = \"westeurope\"",
+        )
+        .replace("api@aws/eu-west-1", "api@azure/westeurope");
+    w.write("s/stack.toml", &crate::aws::aws_stack(&moto.url, &body));
+    let d = Daemon::start(&w, &[]);
+    let roles = || crate::aws::failover_roles(&moto.url, "t.example.com");
+    assert_eq!(
+        roles(),
+        [
+            "api@azure/westeurope PRIMARY 127.0.0.1",
+            "api@gcp/europe-west1 SECONDARY 127.0.0.2",
+        ]
+    );
+    primary.kill();
+    d.wait_for("Route53 to fail over", Duration::from_secs(15), || {
+        roles()
+            == [
+                "api@azure/westeurope SECONDARY 127.0.0.1",
+                "api@gcp/europe-west1 PRIMARY 127.0.0.2",
+            ]
+    });
+    let status = d.status(None);
+    assert!(
+        status["failovers"]["record.t.example.com/api/A"].is_object(),
+        "{status}"
+    );
+    // Back once the primary answers again (automatic fail-back).
+    let _primary = Backend::start("127.0.0.1", port, 0.0, 3);
+    d.wait_for("Route53 to fail back", Duration::from_secs(15), || {
+        roles()
+            == [
+                "api@azure/westeurope PRIMARY 127.0.0.1",
+                "api@gcp/europe-west1 SECONDARY 127.0.0.2",
+            ]
+    });
+}
