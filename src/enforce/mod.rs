@@ -99,16 +99,36 @@ pub struct Shared {
     manual: Mutex<BTreeMap<Address, Routing>>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: watch::Sender<bool>,
+    /// Where the audit log is (beside the state), for the daemon's own actions.
+    state_dir: Option<PathBuf>,
 }
+
+/// Events that are actions on DNS or on what is enforced: each is also an audit entry.
+const AUDITED: &[&str] = &["failover", "failback", "alert", "config_rejected"];
 
 impl Shared {
     pub fn emit(&self, kind: &str, message: String, details: serde_json::Value) {
-        let event = self
-            .status
-            .lock()
-            .expect("status")
-            .event(kind, message, details);
+        let (event, stack, environment) = {
+            let mut status = self.status.lock().expect("status");
+            let e = status.event(kind, message, details);
+            (e, status.stack.clone(), status.environment.clone())
+        };
         tracing::info!(kind, message = %event.message, "event");
+        if AUDITED.contains(&kind)
+            && let (Some(dir), Ok(Some(keys))) = (&self.state_dir, crate::audit::Keys::from_env())
+        {
+            let record = crate::audit::Record {
+                action: kind.into(),
+                stack,
+                environment,
+                plan_digest: None,
+                result: "ok".into(),
+                details: serde_json::json!({ "message": event.message, "details": event.details }),
+            };
+            if let Err(e) = crate::audit::AuditLog::at(dir).append(&keys, record) {
+                tracing::error!(error = %e, "cannot write the audit entry");
+            }
+        }
         let _ = self.events.send(event);
     }
 
@@ -240,6 +260,7 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
         manual: Mutex::new(BTreeMap::new()),
         metrics: install_metrics(),
         shutdown,
+        state_dir: engine::state_dir(&stack).ok(),
     });
     let listener = tokio::net::TcpListener::bind(shared.settings.listen)
         .await

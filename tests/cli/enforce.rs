@@ -144,6 +144,8 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+const AUDIT_KEY: &str = "k1:0123456789abcdef-audit";
+
 impl Daemon {
     fn start(w: &Work, extra: &[&str]) -> Daemon {
         let api = free_addr();
@@ -152,6 +154,7 @@ impl Daemon {
         args.extend_from_slice(extra);
         let child = w
             .cmd(&args)
+            .env("CAIRN_AUDIT_KEY", AUDIT_KEY)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(w.path("enforce.log")).unwrap())
             .spawn()
