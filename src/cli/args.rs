@@ -290,6 +290,7 @@ pub struct EnforceArgs {
     /// Wait this long for the state lock on each reconcile.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+    /// Log lines on stderr as text or as JSON objects (level filter: CAIRN_LOG, e.g. `debug`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }
@@ -393,7 +394,8 @@ pub enum AuditCommand {
     Log {
         #[command(flatten)]
         stack: StackArgs,
-        /// Only entries of this action (apply, destroy, import, state rm, override, waiver).
+        /// Only entries of this action (apply, destroy, import, state rm, override, waiver,
+        /// enforce, failover, failback, alert, config_rejected).
         #[arg(long)]
         action: Option<String>,
         /// Only entries at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).

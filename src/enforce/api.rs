@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -167,27 +167,29 @@ struct RecordQuery {
     record: String,
 }
 
-async fn failover(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(q): Query<RecordQuery>,
-) -> Response {
-    manual(&shared, &headers, &q.record, false)
+async fn failover(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri) -> Response {
+    manual(&shared, &headers, &uri, false)
 }
 
-async fn failback(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(q): Query<RecordQuery>,
-) -> Response {
-    manual(&shared, &headers, &q.record, true)
+async fn failback(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri) -> Response {
+    manual(&shared, &headers, &uri, true)
 }
 
-fn manual(shared: &Arc<Shared>, headers: &HeaderMap, record: &str, back: bool) -> Response {
+/// Authorization first, then the `?record=ADDRESS` parameter.
+fn manual(shared: &Arc<Shared>, headers: &HeaderMap, uri: &Uri, back: bool) -> Response {
     if let Err(r) = authorize(shared, headers, Role::Operator) {
         return r;
     }
-    match shared.manual_failover(record, back) {
+    let record = match Query::<RecordQuery>::try_from_uri(uri) {
+        Ok(Query(q)) => q.record,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "name the record: ?record=record.ZONE/NAME/TYPE",
+            );
+        }
+    };
+    match shared.manual_failover(&record, back) {
         Ok(message) => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "message": message })),

@@ -42,6 +42,9 @@ pub fn decide(
     match declared {
         Routing::Failover { primary, secondary } => {
             let failed_over = published.is_some();
+            // Fail back only onto a primary known to be healthy: after a restart its state is
+            // unknown until probed.
+            let primary_healthy = health(&primary.id) == Health::Healthy;
             match (down(primary), down(secondary)) {
                 (true, true) => Decision::KeepLast(format!(
                     "both {} and {} are unhealthy; keeping the current answer",
@@ -59,6 +62,10 @@ pub fn decide(
                     format!("{} is still unhealthy", primary.id),
                 ),
                 (false, true) if failed_over => Decision::Declared,
+                (false, _) if failed_over && !primary_healthy => Decision::Publish(
+                    swapped(primary, secondary),
+                    format!("{} is not known to be healthy yet", primary.id),
+                ),
                 (false, _) if failed_over && failback == Failback::Manual => Decision::Publish(
                     swapped(primary, secondary),
                     format!("{} is healthy again; fail-back is manual", primary.id),

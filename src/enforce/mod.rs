@@ -1,7 +1,8 @@
 //! `cairn enforce`: a long-running daemon that keeps a stack true.
 //!
-//! One task reconciles (load → plan → policies → apply), one reconcile at a time, each from
-//! freshly loaded configuration and freshly listed live state. Other tasks only ask it to run:
+//! One task reconciles (plan → policies → apply), one reconcile at a time, each against
+//! freshly listed live state; the configuration is reloaded at start, on file edits and on
+//! SIGHUP, and an edit that is rejected leaves the last good one in force. Other tasks only ask it to run:
 //! the file watcher, the drift timers, the health probes (through failover decisions kept as
 //! an overlay on the declared routing) and the HTTP API.
 
@@ -73,9 +74,9 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger {
-    /// The first run, and SIGHUP: load the configuration and reconcile everything.
+    /// The first run: load the configuration and reconcile everything.
     Start,
-    /// A stack or policy file changed.
+    /// A stack or policy file changed, or SIGHUP.
     Config,
     /// Drift check of these kinds.
     Drift { kinds: Vec<ResourceKind> },
@@ -113,7 +114,7 @@ impl Shared {
             let e = status.event(kind, message, details);
             (e, status.stack.clone(), status.environment.clone())
         };
-        tracing::info!(kind, message = %event.message, "event");
+        tracing::info!(kind, "{}", event.message);
         if AUDITED.contains(&kind)
             && let (Some(dir), Ok(Some(keys))) = (&self.state_dir, crate::audit::Keys::from_env())
         {
@@ -212,7 +213,7 @@ fn describe_metrics() {
     );
     describe_gauge!(
         "cairn_drift_resources",
-        "Resources that differed from the configuration at the last drift check."
+        "Resources that differed from the configuration at the last check of their kind."
     );
     describe_counter!("cairn_probes_total", "Health probes, by result.");
     describe_histogram!(
@@ -222,7 +223,7 @@ fn describe_metrics() {
     );
     describe_gauge!(
         "cairn_endpoint_healthy",
-        "1 when a routed record's member is healthy, 0 when not, by record and member."
+        "1 when a routed record's member is healthy, 0 when unhealthy (absent until known), by record and member."
     );
     describe_counter!(
         "cairn_failovers_total",
@@ -247,6 +248,8 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
     // The configuration must be good at start: there is no last good one to fall back to.
     let (stack, _) = config::load_stack(&settings.dir, settings.env.as_deref())?;
     accept(&stack)?;
+    // A misconfigured audit key stops the daemon before it changes anything, as it stops apply.
+    crate::audit::Keys::from_env().map_err(|e| vec![Diag::error("audit::key", e)])?;
     let (events, _) = broadcast::channel(1024);
     let (triggers, rx) = mpsc::unbounded_channel();
     let (shutdown, _) = watch::channel(false);
@@ -512,8 +515,10 @@ async fn probe_loop(shared: Arc<Shared>, prober: Arc<Prober>, spec: ProbeSpec) {
             },
             |(h, _)| h,
         );
-        metrics::gauge!("cairn_endpoint_healthy", "record" => key.0.clone(), "member" => key.1.clone())
-            .set(if health == Health::Unhealthy { 0.0 } else { 1.0 });
+        if health != Health::Unknown {
+            metrics::gauge!("cairn_endpoint_healthy", "record" => key.0.clone(), "member" => key.1.clone())
+                .set(if health == Health::Healthy { 1.0 } else { 0.0 });
+        }
         shared
             .status
             .lock()
@@ -640,6 +645,24 @@ async fn reconciler(
                 }
             }
             probes.update(&shared, &stack);
+            // Routing in force was decided from the old declarations (e.g. a changed endpoint
+            // of a failed-over record): decide again from the new ones.
+            let routed: Vec<Address> = shared
+                .status
+                .lock()
+                .expect("status")
+                .routed
+                .keys()
+                .cloned()
+                .collect();
+            shared
+                .overlay
+                .lock()
+                .expect("overlay")
+                .retain(|a, _| routed.contains(a));
+            for record in &routed {
+                route(&shared, record);
+            }
         }
         reconcile(&shared, &stack, &batch).await;
         if shared.shutting_down() {
@@ -659,11 +682,6 @@ fn reload(shared: &Arc<Shared>, current: &Stack) -> Result<Option<Stack>, ()> {
         .and_then(|(stack, _)| accept(&stack).map(|findings| (stack, findings)));
     match result {
         Ok((stack, findings)) => {
-            shared
-                .status
-                .lock()
-                .expect("status")
-                .configured(&stack, &findings);
             if stack.name != current.name || stack.environment != current.environment {
                 // A different state would be enforced: refuse, as an invalid edit would be.
                 reject(
@@ -675,6 +693,11 @@ fn reload(shared: &Arc<Shared>, current: &Stack) -> Result<Option<Stack>, ()> {
                 );
                 return Err(());
             }
+            shared
+                .status
+                .lock()
+                .expect("status")
+                .configured(&stack, &findings);
             Ok(Some(stack))
         }
         Err(diags) => {
@@ -722,7 +745,10 @@ fn effective(stack: &Stack, overlay: &BTreeMap<Address, Routing>) -> Stack {
 async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
     let started = Instant::now();
     let overlay = shared.overlay.lock().expect("overlay").clone();
-    save_overlay(stack, &overlay);
+    // Report-only decisions are shown, never kept: a later enforcing run decides afresh.
+    if !shared.settings.report_only {
+        save_overlay(stack, &overlay);
+    }
     let desired = effective(stack, &overlay);
     shared
         .status
@@ -742,34 +768,32 @@ async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
     .await;
     let mut planned = match planned {
         Ok(p) => p,
-        Err(diags) => return finish(shared, &label, started, Err(first_message(&diags)), 0),
+        Err(diags) => {
+            if diags.iter().any(|d| d.code.starts_with("provider::")) {
+                metrics::counter!("cairn_provider_errors_total").increment(1);
+            }
+            return finish(shared, &label, started, Err(first_message(&diags)), 0, 0);
+        }
     };
-    let api_before = planned.providers.api_calls();
     let changes = planned.plan.changes.len() + planned.plan.state_fixes.len();
     if drift_only || shared.settings.report_only {
-        let addresses: Vec<String> = planned
-            .plan
-            .changes
-            .iter()
-            .map(|c| c.address.to_string())
-            .collect();
-        shared.status.lock().expect("status").drift(&addresses);
-        metrics::gauge!("cairn_drift_resources").set(addresses.len() as f64);
-        if !addresses.is_empty() {
-            shared.emit(
-                "drift",
-                format!("{} resource{} differ from the configuration", addresses.len(), crate::diag::plural(addresses.len())),
-                serde_json::json!({ "resources": addresses, "corrected": !shared.settings.report_only }),
-            );
-        }
+        report_drift(shared, batch, &planned.plan);
     }
     if changes == 0 || shared.settings.report_only {
-        count_api_calls(&planned.providers, &BTreeMap::new());
-        return finish(shared, &label, started, Ok(None), 0);
+        count_api_calls(&planned.providers);
+        return finish(shared, &label, started, Ok(()), changes, 0);
     }
     // Changes from health-driven routing or drift still pass the hard-mandatory rules.
     if let Err(diags) = check_plan(stack, &planned.plan) {
-        return finish(shared, &label, started, Err(first_message(&diags)), changes);
+        count_api_calls(&planned.providers);
+        return finish(
+            shared,
+            &label,
+            started,
+            Err(first_message(&diags)),
+            changes,
+            0,
+        );
     }
     let outcome = crate::apply::apply(
         &planned.plan,
@@ -779,12 +803,12 @@ async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
         &Quiet,
     )
     .await;
-    count_api_calls(&planned.providers, &api_before);
-    let result = match outcome {
+    count_api_calls(&planned.providers);
+    let (result, applied) = match outcome {
         Ok(o) => {
             record_audit(&planned.plan, &o, &label);
-            if o.failed.is_empty() && o.skipped.is_empty() {
-                Ok(Some(o))
+            let result = if o.failed.is_empty() && o.skipped.is_empty() {
+                Ok(())
             } else {
                 metrics::counter!("cairn_provider_errors_total").increment(1);
                 Err(format!(
@@ -792,14 +816,61 @@ async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
                     o.failed.len(),
                     o.skipped.len()
                 ))
-            }
+            };
+            (result, o.applied.len())
         }
         Err(e) => {
             metrics::counter!("cairn_provider_errors_total").increment(1);
-            Err(format!("{e}"))
+            (Err(format!("{e}")), 0)
         }
     };
-    finish(shared, &label, started, result, changes);
+    finish(shared, &label, started, result, changes, applied);
+}
+
+/// Records what differs, per kind checked: `/status`, the gauge, an event.
+fn report_drift(shared: &Arc<Shared>, batch: &[Trigger], plan: &Plan) {
+    let mut kinds: Vec<ResourceKind> = batch
+        .iter()
+        .flat_map(|t| match t {
+            Trigger::Drift { kinds } => kinds.clone(),
+            _ => vec![
+                ResourceKind::Zone,
+                ResourceKind::Record,
+                ResourceKind::Group,
+            ],
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    let mut all = Vec::new();
+    for kind in kinds {
+        let addresses: Vec<String> = plan
+            .changes
+            .iter()
+            .filter(|c| c.address.kind == kind)
+            .map(|c| c.address.to_string())
+            .collect();
+        metrics::gauge!("cairn_drift_resources", "kind" => kind.as_str())
+            .set(addresses.len() as f64);
+        shared
+            .status
+            .lock()
+            .expect("status")
+            .drift(kind.as_str(), &addresses);
+        all.extend(addresses);
+    }
+    if !all.is_empty() {
+        let n = all.len();
+        shared.emit(
+            "drift",
+            format!(
+                "{n} resource{} differ{} from the configuration",
+                crate::diag::plural(n),
+                if n == 1 { "s" } else { "" }
+            ),
+            serde_json::json!({ "resources": all, "corrected": !shared.settings.report_only }),
+        );
+    }
 }
 
 fn check_plan(stack: &Stack, plan: &Plan) -> Result<(), Vec<Diag>> {
@@ -814,10 +885,10 @@ fn check_plan(stack: &Stack, plan: &Plan) -> Result<(), Vec<Diag>> {
     if hard.is_empty() { Ok(()) } else { Err(hard) }
 }
 
-fn count_api_calls(providers: &crate::apply::ProviderSet, before: &BTreeMap<String, u64>) {
+/// Providers are opened per reconcile, so their counts are this reconcile's calls.
+fn count_api_calls(providers: &crate::apply::ProviderSet) {
     for (provider, n) in providers.api_calls() {
-        let new = n - before.get(&provider).copied().unwrap_or(0);
-        metrics::counter!("cairn_provider_api_calls_total", "provider" => provider).increment(new);
+        metrics::counter!("cairn_provider_api_calls_total", "provider" => provider).increment(n);
     }
 }
 
@@ -855,18 +926,15 @@ fn finish(
     shared: &Arc<Shared>,
     trigger: &str,
     started: Instant,
-    result: Result<Option<crate::apply::Outcome>, String>,
+    result: Result<(), String>,
     changes: usize,
+    applied: usize,
 ) {
     let elapsed = started.elapsed();
     let label = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!("cairn_reconciles_total", "result" => label).increment(1);
     metrics::histogram!("cairn_reconcile_duration_seconds").record(elapsed.as_secs_f64());
-    let applied = match &result {
-        Ok(Some(o)) => o.applied.len(),
-        _ => 0,
-    };
-    let error = result.as_ref().err().cloned();
+    let error = result.err();
     shared.status.lock().expect("status").reconciled(
         trigger,
         elapsed,
@@ -880,12 +948,15 @@ fn finish(
             shared.emit(
                 "reconcile",
                 format!("reconcile ({trigger}) failed: {e}"),
-                serde_json::json!({ "trigger": trigger, "error": e }),
+                serde_json::json!({ "trigger": trigger, "error": e, "applied": applied }),
             );
         }
         None if applied > 0 => shared.emit(
             "reconcile",
-            format!("reconcile ({trigger}) applied {applied} change{}", crate::diag::plural(applied)),
+            format!(
+                "reconcile ({trigger}) applied {applied} change{}",
+                crate::diag::plural(applied)
+            ),
             serde_json::json!({ "trigger": trigger, "applied": applied, "seconds": elapsed.as_secs_f64() }),
         ),
         None => {}
@@ -990,14 +1061,21 @@ async fn watch_files(shared: Arc<Shared>) {
 
 /// One timer per resource kind, each period jittered by up to 10% so checks do not align.
 async fn drift_timers(shared: Arc<Shared>) {
+    drift_ticks(shared.settings.drift.clone(), shared.triggers.clone()).await;
+}
+
+async fn drift_ticks(
+    drift: BTreeMap<ResourceKind, Duration>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) {
     let mut set = tokio::task::JoinSet::new();
-    for (kind, every) in shared.settings.drift.clone() {
-        let shared = shared.clone();
+    for (kind, every) in drift {
+        let triggers = triggers.clone();
         set.spawn(async move {
             loop {
                 let jitter = every.mul_f64(fastrand::f64() * 0.1);
                 tokio::time::sleep(every + jitter).await;
-                if !shared.trigger(Trigger::Drift { kinds: vec![kind] }) {
+                if triggers.send(Trigger::Drift { kinds: vec![kind] }).is_err() {
                     return;
                 }
             }
@@ -1006,8 +1084,8 @@ async fn drift_timers(shared: Arc<Shared>) {
     while set.join_next().await.is_some() {}
 }
 
-/// SIGTERM/SIGINT: stop after the reconcile in flight (its completed changes are journaled
-/// anyway); SIGHUP: reload the configuration.
+/// SIGTERM/SIGINT: stop after the reconcile in flight (a second one stops at once; completed
+/// changes are journaled either way); SIGHUP: reload the configuration.
 async fn signals(shared: Arc<Shared>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -1028,7 +1106,75 @@ async fn signals(shared: Arc<Shared>) {
             }
         }
     }
-    tracing::info!("shutting down after the reconcile in flight");
+    tracing::info!("shutting down after the reconcile in flight (again to stop at once)");
     shared.emit("stopping", "shutting down".into(), serde_json::Value::Null);
     let _ = shared.shutdown.send(true);
+    // A second signal stops at once: every completed change is journaled already.
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal: stopping now");
+    std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On tokio's paused clock: each kind is checked on its own period, never early, and
+    /// jitter keeps it within 10% late.
+    #[tokio::test(start_paused = true)]
+    async fn drift_timers_fire_per_kind_within_their_jitter() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let drift = BTreeMap::from([
+            (ResourceKind::Zone, Duration::from_secs(300)),
+            (ResourceKind::Record, Duration::from_secs(60)),
+        ]);
+        let task = tokio::spawn(drift_ticks(drift, tx));
+        let start = tokio::time::Instant::now();
+        let mut record_ticks = Vec::new();
+        let mut zone_ticks = Vec::new();
+        while start.elapsed() < Duration::from_secs(660) {
+            let Some(Trigger::Drift { kinds }) = rx.recv().await else {
+                panic!("only drift triggers")
+            };
+            let at = start.elapsed();
+            match kinds[..] {
+                [ResourceKind::Record] => record_ticks.push(at),
+                [ResourceKind::Zone] => zone_ticks.push(at),
+                _ => panic!("one kind per trigger"),
+            }
+        }
+        task.abort();
+        // 60 s periods + up to 6 s jitter: 10 or 11 checks in 660 s, gaps in [60, 66] s.
+        assert!((10..=11).contains(&record_ticks.len()), "{record_ticks:?}");
+        let mut last = Duration::ZERO;
+        for t in &record_ticks {
+            let gap = *t - last;
+            assert!(
+                gap >= Duration::from_secs(60) && gap <= Duration::from_secs(66),
+                "{gap:?}"
+            );
+            last = *t;
+        }
+        assert_eq!(zone_ticks.len(), 2, "{zone_ticks:?}");
+        assert!(
+            zone_ticks[0] >= Duration::from_secs(300) && zone_ticks[0] <= Duration::from_secs(330)
+        );
+    }
+
+    #[test]
+    fn triggers_naming_kinds_or_records_plan_only_those() {
+        let f = filter_for(&[
+            Trigger::Drift {
+                kinds: vec![ResourceKind::Record],
+            },
+            Trigger::Routing {
+                records: vec!["record.t.example.com/api/A".into()],
+            },
+        ]);
+        assert_eq!(f.targets, ["record.*", "record.t.example.com/api/A"]);
+        assert!(filter_for(&[Trigger::Drift { kinds: vec![] }, Trigger::Config]).is_empty());
+    }
 }

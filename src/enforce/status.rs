@@ -67,7 +67,8 @@ pub struct Status {
     pub resources: Vec<String>,
     pub last_reconcile: Option<LastReconcile>,
     pub reconciles: u64,
-    pub drift: Option<Drift>,
+    /// The last drift check of each kind (`zone`, `record`, `group`).
+    pub drift: BTreeMap<String, Drift>,
     pub health: Vec<MemberHealth>,
     /// Records answering other than declared, with what they answer.
     pub failovers: BTreeMap<String, Routing>,
@@ -95,7 +96,7 @@ impl Status {
             resources: Vec::new(),
             last_reconcile: None,
             reconciles: 0,
-            drift: None,
+            drift: BTreeMap::new(),
             health: Vec::new(),
             failovers: BTreeMap::new(),
             config_accepted_at: jiff::Timestamp::now(),
@@ -191,11 +192,14 @@ impl Status {
         }
     }
 
-    pub fn drift(&mut self, resources: &[String]) {
-        self.drift = Some(Drift {
-            at: jiff::Timestamp::now(),
-            resources: resources.to_vec(),
-        });
+    pub fn drift(&mut self, kind: &str, resources: &[String]) {
+        self.drift.insert(
+            kind.into(),
+            Drift {
+                at: jiff::Timestamp::now(),
+                resources: resources.to_vec(),
+            },
+        );
     }
 
     pub fn reconciled(
