@@ -34,8 +34,16 @@ pub struct Location {
 impl Location {
     /// 1-based line and column of the start of the span.
     pub fn line_col(&self) -> (usize, usize) {
-        let start = self.span.start.min(self.file.text.len());
-        let before = &self.file.text[..start];
+        Self::position(&self.file.text, self.span.start)
+    }
+
+    /// 1-based line and column of the end of the span.
+    pub fn end_line_col(&self) -> (usize, usize) {
+        Self::position(&self.file.text, self.span.end)
+    }
+
+    fn position(text: &str, offset: usize) -> (usize, usize) {
+        let before = &text[..offset.min(text.len())];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         (line, col)

@@ -306,19 +306,27 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
 /// Checks a configuration before it is enforced: it must pass every hard-mandatory policy
 /// (soft and advisory findings are reported, not enforced, by the daemon).
 fn accept(stack: &Stack) -> Result<Vec<policy::Finding>, Vec<Diag>> {
-    let policies = policy::for_stack(stack)?;
-    let eval = policy::evaluate(&policies, stack, None, &Options::new(true))?;
-    let hard: Vec<Diag> = eval
-        .findings
-        .iter()
-        .filter(|f| f.blocks() && f.enforcement == Enforcement::Hard)
-        .map(policy::Finding::to_diag)
-        .collect();
+    let findings = evaluate(stack, None)?;
+    let hard = hard(&findings);
     if hard.is_empty() {
-        Ok(eval.findings)
+        Ok(findings)
     } else {
         Err(hard)
     }
+}
+
+fn evaluate(stack: &Stack, plan: Option<&Plan>) -> Result<Vec<policy::Finding>, Vec<Diag>> {
+    let policies = policy::for_stack(stack)?;
+    Ok(policy::evaluate(&policies, stack, plan, &Options::new(true))?.findings)
+}
+
+/// The findings the daemon enforces: hard-mandatory ones not waived.
+fn hard(findings: &[policy::Finding]) -> Vec<Diag> {
+    findings
+        .iter()
+        .filter(|f| f.blocks() && f.enforcement == Enforcement::Hard)
+        .map(policy::Finding::to_diag)
+        .collect()
 }
 
 /// Where failovers in force are kept, so a restart does not fail back blindly.
@@ -874,14 +882,7 @@ fn report_drift(shared: &Arc<Shared>, batch: &[Trigger], plan: &Plan) {
 }
 
 fn check_plan(stack: &Stack, plan: &Plan) -> Result<(), Vec<Diag>> {
-    let policies = policy::for_stack(stack)?;
-    let eval = policy::evaluate(&policies, stack, Some(plan), &Options::new(true))?;
-    let hard: Vec<Diag> = eval
-        .findings
-        .iter()
-        .filter(|f| f.blocks() && f.enforcement == Enforcement::Hard)
-        .map(policy::Finding::to_diag)
-        .collect();
+    let hard = hard(&evaluate(stack, Some(plan))?);
     if hard.is_empty() { Ok(()) } else { Err(hard) }
 }
 

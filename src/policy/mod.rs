@@ -348,11 +348,7 @@ fn check(rule: &Rule, c: &Condition, ctx: &cel::Context, resource: &str) -> Resu
 
 fn finding(rule: &Rule, stack: &Stack, resource: &str, at: &Location) -> Finding {
     let (line, column) = at.line_col();
-    let end = Location {
-        file: at.file.clone(),
-        span: at.span.end..at.span.end,
-    };
-    let (end_line, end_column) = end.line_col();
+    let (end_line, end_column) = at.end_line_col();
     Finding {
         rule: rule.id.clone(),
         title: rule.title.clone(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::Stack;
+use crate::config::{Desired, ScalingPolicy, Service, Stack};
 use crate::diag::Location;
 use crate::plan::attr_diff;
 use crate::policy::{Policies, Rule, Waiver};
@@ -54,18 +54,117 @@ pub struct Side {
 
 pub fn semantic(base: Option<&Side>, head: &Side) -> Vec<Change> {
     let mut out = Vec::new();
-    resources(base.map(|b| &b.stack), &head.stack, &mut out);
-    services(base.map(|b| &b.stack), &head.stack, &mut out);
-    scaling(base.map(|b| &b.stack), &head.stack, &mut out);
-    compliance(base, head, &mut out);
-    rules(
-        base.map(|b| &b.policies),
-        &head.policies,
-        &head.stack,
+    let (bs, hs) = (base.map(|b| &b.stack), &head.stack);
+    // Where a removed declaration is called out: it no longer has a place of its own.
+    let removed_at = stack_location(hs);
+    compare(
+        Section::Resource,
+        bs.into_iter()
+            .flat_map(|s| &s.resources)
+            .map(|r| (r.address.to_string(), r)),
+        hs.resources.iter().map(|r| (r.address.to_string(), r)),
+        removed_at.clone(),
         &mut out,
     );
-    waivers(base.map(|b| &b.policies), &head.policies, &mut out);
+    compare(
+        Section::Service,
+        bs.into_iter()
+            .flat_map(|s| &s.services)
+            .map(|s| (format!("service.{}", s.name), s)),
+        hs.services
+            .iter()
+            .map(|s| (format!("service.{}", s.name), s)),
+        removed_at.clone(),
+        &mut out,
+    );
+    compare(
+        Section::Scaling,
+        bs.into_iter()
+            .flat_map(|s| &s.scaling)
+            .map(|(n, p)| (format!("scaling.{n}"), p)),
+        hs.scaling.iter().map(|(n, p)| (format!("scaling.{n}"), p)),
+        removed_at.clone(),
+        &mut out,
+    );
+    compliance(base, head, &mut out);
+    compare(
+        Section::Rule,
+        base.into_iter()
+            .flat_map(|b| &b.policies.rules)
+            .map(|r| (r.id.clone(), r)),
+        head.policies.rules.iter().map(|r| (r.id.clone(), r)),
+        removed_at,
+        &mut out,
+    );
+    compare(
+        Section::Waiver,
+        base.into_iter()
+            .flat_map(|b| &b.policies.waivers)
+            .map(|w| (waiver_key(w), w)),
+        head.policies.waivers.iter().map(|w| (waiver_key(w), w)),
+        None,
+        &mut out,
+    );
     out
+}
+
+/// How a kind of declaration is compared between revisions: what an addition or a removal
+/// says, and what a change says; each with whether it loosens a compliance control.
+trait Compared {
+    fn origin(&self) -> Location;
+    fn added(&self) -> (Vec<String>, bool) {
+        (Vec::new(), false)
+    }
+    fn removed(&self) -> (Vec<String>, bool) {
+        (Vec::new(), false)
+    }
+    /// `None` when nothing that matters differs.
+    fn changed(before: &Self, after: &Self) -> Option<(Vec<String>, bool)>;
+}
+
+/// Pairs the items of both revisions by key and records what differs.
+fn compare<'a, T: Compared + 'a>(
+    section: Section,
+    base: impl Iterator<Item = (String, &'a T)>,
+    head: impl Iterator<Item = (String, &'a T)>,
+    removed_at: Option<Location>,
+    out: &mut Vec<Change>,
+) {
+    for (subject, pair) in pair(base, head) {
+        let (kind, (details, weakens), location) = match pair {
+            (None, Some(h)) => (Kind::Added, h.added(), Some(h.origin())),
+            (Some(b), None) => (Kind::Removed, b.removed(), removed_at.clone()),
+            (Some(b), Some(h)) => match T::changed(b, h) {
+                Some(c) => (Kind::Changed, c, Some(h.origin())),
+                None => continue,
+            },
+            (None, None) => continue,
+        };
+        out.push(Change {
+            section,
+            subject,
+            kind,
+            details,
+            weakens,
+            location,
+        });
+    }
+}
+
+/// `key: before → after` lines of field changes, and whether any of them loosens a control.
+fn described(
+    changes: &[(String, Option<Value>, Option<Value>)],
+    loosening: impl Fn(&str, &Option<Value>, &Option<Value>) -> bool,
+) -> Option<(Vec<String>, bool)> {
+    if changes.is_empty() {
+        return None;
+    }
+    let weakens = changes.iter().any(|(k, b, a)| loosening(k, b, a));
+    let details = changes
+        .iter()
+        .map(|(k, b, a)| format!("{k}: {} → {}", show(b), show(a)))
+        .collect();
+    Some((details, weakens))
 }
 
 fn show(v: &Option<Value>) -> String {
@@ -104,44 +203,7 @@ fn field_changes(before: &Value, after: &Value) -> Vec<(String, Option<Value>, O
         .collect()
 }
 
-fn resources(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
-    let b = base
-        .into_iter()
-        .flat_map(|s| &s.resources)
-        .map(|r| (r.address.to_string(), r));
-    let h = head.resources.iter().map(|r| (r.address.to_string(), r));
-    for (addr, pair) in pair(b, h) {
-        let (kind, details, weakens, location) = match pair {
-            (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
-            (Some(b), None) => (Kind::Removed, Vec::new(), b.protected, None),
-            (Some(b), Some(h)) => {
-                let mut details: Vec<String> = attr_diff(&b.attrs, &h.attrs)
-                    .into_iter()
-                    .map(|d| format!("{}: {} → {}", d.path, show(&d.before), show(&d.after)))
-                    .collect();
-                if b.protected != h.protected {
-                    details.push(format!("protected: {} → {}", b.protected, h.protected));
-                }
-                if details.is_empty() {
-                    continue;
-                }
-                let weakens = b.protected && !h.protected;
-                (Kind::Changed, details, weakens, Some(h.origin.clone()))
-            }
-            (None, None) => continue,
-        };
-        out.push(Change {
-            section: Section::Resource,
-            subject: addr,
-            kind,
-            details,
-            weakens,
-            location: location.or_else(|| stack_location(head)),
-        });
-    }
-}
-
-fn service_doc(s: &crate::config::Service) -> Value {
+fn service_doc(s: &Service) -> Value {
     json!({
         "data_classification": s.data_classification,
         "protected": s.protected,
@@ -187,47 +249,7 @@ fn loosens(key: &str, before: &Option<Value>, after: &Option<Value>) -> bool {
     }
 }
 
-fn services(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
-    let b = base
-        .into_iter()
-        .flat_map(|s| &s.services)
-        .map(|s| (format!("service.{}", s.name), s));
-    let h = head
-        .services
-        .iter()
-        .map(|s| (format!("service.{}", s.name), s));
-    for (name, pair) in pair(b, h) {
-        let (kind, details, weakens, location) = match pair {
-            (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
-            (Some(b), None) => (Kind::Removed, Vec::new(), b.protected, None),
-            (Some(b), Some(h)) => {
-                let changes = field_changes(&service_doc(b), &service_doc(h));
-                if changes.is_empty() {
-                    continue;
-                }
-                let weakens = changes
-                    .iter()
-                    .any(|(k, before, after)| loosens(k, before, after));
-                let details = changes
-                    .iter()
-                    .map(|(k, b, a)| format!("{k}: {} → {}", show(b), show(a)))
-                    .collect();
-                (Kind::Changed, details, weakens, Some(h.origin.clone()))
-            }
-            (None, None) => continue,
-        };
-        out.push(Change {
-            section: Section::Service,
-            subject: name,
-            kind,
-            details,
-            weakens,
-            location: location.or_else(|| stack_location(head)),
-        });
-    }
-}
-
-fn scaling_doc(p: &crate::config::ScalingPolicy) -> Value {
+fn scaling_doc(p: &ScalingPolicy) -> Value {
     json!({
         "target_utilization": p.target_utilization,
         "startup": humantime::format_duration(p.startup).to_string(),
@@ -237,50 +259,6 @@ fn scaling_doc(p: &crate::config::ScalingPolicy) -> Value {
         "cost.per_replica_hour": p.cost.as_ref().map(|c| c.per_replica_hour),
         "cost.max_per_hour": p.cost.as_ref().and_then(|c| c.max_per_hour),
     })
-}
-
-fn scaling(base: Option<&Stack>, head: &Stack, out: &mut Vec<Change>) {
-    let b = base
-        .into_iter()
-        .flat_map(|s| &s.scaling)
-        .map(|(n, p)| (format!("scaling.{n}"), p));
-    let h = head
-        .scaling
-        .iter()
-        .map(|(n, p)| (format!("scaling.{n}"), p));
-    for (name, pair) in pair(b, h) {
-        let (kind, details, weakens, location) = match pair {
-            (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
-            (Some(b), None) => (Kind::Removed, Vec::new(), b.cost.is_some(), None),
-            (Some(b), Some(h)) => {
-                let changes = field_changes(&scaling_doc(b), &scaling_doc(h));
-                if changes.is_empty() {
-                    continue;
-                }
-                let weakens = changes.iter().any(|(k, before, after)| {
-                    k == "cost.max_per_hour"
-                        && before.as_ref().is_some_and(|v| !v.is_null())
-                        && (after.as_ref().is_none_or(Value::is_null)
-                            || after.as_ref().and_then(Value::as_f64)
-                                > before.as_ref().and_then(Value::as_f64))
-                });
-                let details = changes
-                    .iter()
-                    .map(|(k, b, a)| format!("{k}: {} → {}", show(b), show(a)))
-                    .collect();
-                (Kind::Changed, details, weakens, Some(h.origin.clone()))
-            }
-            (None, None) => continue,
-        };
-        out.push(Change {
-            section: Section::Scaling,
-            subject: name,
-            kind,
-            details,
-            weakens,
-            location: location.or_else(|| stack_location(head)),
-        });
-    }
 }
 
 fn stack_location(stack: &Stack) -> Option<Location> {
@@ -409,100 +387,105 @@ fn rule_doc(r: &Rule) -> Value {
     })
 }
 
-fn rules(base: Option<&Policies>, head: &Policies, stack: &Stack, out: &mut Vec<Change>) {
-    let b = base
-        .into_iter()
-        .flat_map(|p| &p.rules)
-        .map(|r| (r.id.clone(), r));
-    let h = head.rules.iter().map(|r| (r.id.clone(), r));
-    for (id, pair) in pair(b, h) {
-        let (kind, details, weakens, location) = match pair {
-            (None, Some(h)) => (Kind::Added, Vec::new(), false, Some(h.origin.clone())),
-            (Some(b), None) => (
-                Kind::Removed,
-                vec![format!("was in {}", b.source)],
-                true,
-                stack_location(stack),
-            ),
-            (Some(b), Some(h)) => {
-                let changes = field_changes(&rule_doc(b), &rule_doc(h));
-                if changes.is_empty() {
-                    continue;
-                }
-                // Lower severity or enforcement, or any change to what the rule checks
-                // (which cairn cannot judge), may let through what it caught.
-                let weakens = h.enforcement < b.enforcement
-                    || h.severity < b.severity
-                    || changes
-                        .iter()
-                        .any(|(k, _, _)| matches!(k.as_str(), "when" | "require" | "applies_to"));
-                let details = changes
-                    .iter()
-                    .map(|(k, b, a)| format!("{k}: {} → {}", show(b), show(a)))
-                    .collect();
-                (Kind::Changed, details, weakens, Some(h.origin.clone()))
-            }
-            (None, None) => continue,
-        };
-        out.push(Change {
-            section: Section::Rule,
-            subject: id,
-            kind,
-            details,
-            weakens,
-            location,
-        });
-    }
-}
-
 fn waiver_key(w: &Waiver) -> String {
     format!("{} for {}", w.rule, w.resource)
 }
 
-fn waivers(base: Option<&Policies>, head: &Policies, out: &mut Vec<Change>) {
-    let b = base
-        .into_iter()
-        .flat_map(|p| &p.waivers)
-        .map(|w| (waiver_key(w), w));
-    let h = head.waivers.iter().map(|w| (waiver_key(w), w));
-    for (key, pair) in pair(b, h) {
-        let describe = |w: &Waiver| {
-            vec![
-                format!("reason: {}", w.reason),
-                format!("approver: {}", w.approver),
-                format!("expires: {}", w.expires),
-            ]
-        };
-        let (kind, details, weakens, location) = match pair {
-            (None, Some(h)) => (Kind::Added, describe(h), true, Some(h.origin.clone())),
-            (Some(_), None) => (Kind::Removed, Vec::new(), false, None),
-            (Some(b), Some(h)) => {
-                let (x, y) = (describe(b), describe(h));
-                if x == y {
-                    continue;
-                }
-                let details = x
-                    .iter()
-                    .zip(&y)
-                    .filter(|(a, b)| a != b)
-                    .map(|(a, b)| format!("{a} → {}", b.split_once(": ").map_or("", |p| p.1)))
-                    .collect();
-                (
-                    Kind::Changed,
-                    details,
-                    h.expires > b.expires,
-                    Some(h.origin.clone()),
-                )
-            }
-            (None, None) => continue,
-        };
-        out.push(Change {
-            section: Section::Waiver,
-            subject: key,
-            kind,
-            details,
-            weakens,
-            location,
-        });
+impl Compared for Desired {
+    fn origin(&self) -> Location {
+        self.origin.clone()
     }
+    fn removed(&self) -> (Vec<String>, bool) {
+        (Vec::new(), self.protected)
+    }
+    fn changed(b: &Self, h: &Self) -> Option<(Vec<String>, bool)> {
+        let mut details: Vec<String> = attr_diff(&b.attrs, &h.attrs)
+            .into_iter()
+            .map(|d| format!("{}: {} → {}", d.path, show(&d.before), show(&d.after)))
+            .collect();
+        if b.protected != h.protected {
+            details.push(format!("protected: {} → {}", b.protected, h.protected));
+        }
+        (!details.is_empty()).then_some((details, b.protected && !h.protected))
+    }
+}
+
+impl Compared for Service {
+    fn origin(&self) -> Location {
+        self.origin.clone()
+    }
+    fn removed(&self) -> (Vec<String>, bool) {
+        (Vec::new(), self.protected)
+    }
+    fn changed(b: &Self, h: &Self) -> Option<(Vec<String>, bool)> {
+        described(&field_changes(&service_doc(b), &service_doc(h)), loosens)
+    }
+}
+
+impl Compared for ScalingPolicy {
+    fn origin(&self) -> Location {
+        self.origin.clone()
+    }
+    /// Without its policy, a service's cost cap goes too.
+    fn removed(&self) -> (Vec<String>, bool) {
+        (Vec::new(), self.cost.is_some())
+    }
+    fn changed(b: &Self, h: &Self) -> Option<(Vec<String>, bool)> {
+        described(
+            &field_changes(&scaling_doc(b), &scaling_doc(h)),
+            |k, before, after| {
+                // A cost cap removed or raised.
+                k == "cost.max_per_hour"
+                    && before.as_ref().is_some_and(|v| !v.is_null())
+                    && (after.as_ref().is_none_or(Value::is_null)
+                        || after.as_ref().and_then(Value::as_f64)
+                            > before.as_ref().and_then(Value::as_f64))
+            },
+        )
+    }
+}
+
+impl Compared for Rule {
+    fn origin(&self) -> Location {
+        self.origin.clone()
+    }
+    fn removed(&self) -> (Vec<String>, bool) {
+        (vec![format!("was in {}", self.source)], true)
+    }
+    fn changed(b: &Self, h: &Self) -> Option<(Vec<String>, bool)> {
+        // Lower severity or enforcement, or any change to what the rule checks (which cairn
+        // cannot judge), may let through what it caught.
+        let lowered = h.enforcement < b.enforcement || h.severity < b.severity;
+        described(&field_changes(&rule_doc(b), &rule_doc(h)), |k, _, _| {
+            lowered || matches!(k, "when" | "require" | "applies_to")
+        })
+    }
+}
+
+impl Compared for Waiver {
+    fn origin(&self) -> Location {
+        self.origin.clone()
+    }
+    fn added(&self) -> (Vec<String>, bool) {
+        (waiver_terms(self), true)
+    }
+    /// Changed terms are listed; a later expiry loosens.
+    fn changed(b: &Self, h: &Self) -> Option<(Vec<String>, bool)> {
+        let (x, y) = (waiver_terms(b), waiver_terms(h));
+        let details: Vec<String> = x
+            .iter()
+            .zip(&y)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("{a} → {}", b.split_once(": ").map_or("", |p| p.1)))
+            .collect();
+        (!details.is_empty()).then_some((details, h.expires > b.expires))
+    }
+}
+
+fn waiver_terms(w: &Waiver) -> Vec<String> {
+    vec![
+        format!("reason: {}", w.reason),
+        format!("approver: {}", w.approver),
+        format!("expires: {}", w.expires),
+    ]
 }

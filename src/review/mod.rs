@@ -188,11 +188,7 @@ fn change_finding(c: &Change) -> Option<Finding> {
         ),
     };
     let (line, column) = at.line_col();
-    let end = Location {
-        file: at.file.clone(),
-        span: at.span.end..at.span.end,
-    };
-    let (end_line, end_column) = end.line_col();
+    let (end_line, end_column) = at.end_line_col();
     let mut title = title.to_string();
     if !c.details.is_empty() {
         title = format!("{title} ({})", c.details.join("; "));
