@@ -637,3 +637,66 @@ fn route53_fails_over_through_the_aws_provider() {
             ]
     });
 }
+
+#[test]
+fn report_only_reports_drift_and_changes_nothing() {
+    let w = Work::new();
+    let port = shared_port();
+    let _primary = Backend::start("127.0.0.1", port, 0.0, 1);
+    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    w.write("s/stack.toml", &failover_stack(port, 2));
+    // Created first by a plain apply: report-only never changes anything, not even at start.
+    w.ok(&["apply", "s", "--auto-approve"], 0);
+    w.ok(
+        &[
+            "sandbox",
+            "set-record",
+            "t.example.com",
+            "api",
+            "A",
+            "--ttl",
+            "300",
+            "-C",
+            "s",
+        ],
+        0,
+    );
+    let d = Daemon::start(&w, &["--report-only", "--record-interval", "1s"]);
+    d.wait_for("the drift report", Duration::from_secs(10), || {
+        d.status(None)["drift"]["record"]["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|a| a == "record.t.example.com/api/A"))
+    });
+    let ttl = w.json(&["sandbox", "list", "-C", "s"])["objects"]["aws/record.t.example.com/api/A"]
+        ["attrs"]["ttl"]
+        .clone();
+    assert_eq!(ttl, 300, "report-only corrected the drift");
+    let (_, metrics) = d.get("/metrics", None);
+    assert!(
+        metrics.contains("cairn_drift_resources{kind=\"record\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn probes_check_the_expected_status_and_body() {
+    let w = Work::new();
+    let port = shared_port();
+    let _primary = Backend::start("127.0.0.1", port, 0.0, 1);
+    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    // The backends answer 200 "ok": a probe wanting "ready" in the body fails.
+    let stack = failover_stack(port, 2).replace(
+        "recoveries = 2 }",
+        "recoveries = 2, expect_status = 200, expect_body = \"ready\" }",
+    );
+    w.write("s/stack.toml", &stack);
+    let d = Daemon::start(&w, &[]);
+    d.wait_for("both members unhealthy", Duration::from_secs(10), || {
+        d.status(None)["health"]
+            .as_array()
+            .is_some_and(|h| h.len() == 2 && h.iter().all(|m| m["health"] == "unhealthy"))
+    });
+    let status = d.status(None);
+    let detail = status["health"][0]["last_detail"].as_str().unwrap_or("");
+    assert_eq!(detail, "body does not contain \"ready\"", "{status}");
+}
