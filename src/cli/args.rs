@@ -74,8 +74,9 @@ unless overridden with --override RULE --reason TEXT (recorded in the audit log)
 Reconciles at start, when a stack or policy file changes (an edit that does not validate or fails a \
 hard-mandatory policy is rejected and the last good configuration stays in force), on each kind's \
 drift interval, and when a routed record's members change health. SIGTERM/SIGINT stop it after the \
-reconcile in flight; SIGHUP reloads. The API is described in docs/enforce.md.\n\
-Exit codes: 0 stopped by a signal · 1 could not start."
+reconcile in flight (a second signal stops at once); SIGHUP reloads. The API is described in \
+docs/enforce.md.\n\
+Exit codes: 0 stopped by a signal · 1 could not start, or stopped by a second signal."
     )]
     Enforce(EnforceArgs),
 

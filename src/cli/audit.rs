@@ -164,7 +164,7 @@ pub fn run(c: AuditCommand, ui: &Ui) -> CmdResult {
                     println!("{}", serde_json::to_string(e).expect("entries serialize"));
                 } else {
                     println!(
-                        "{:>4}  {}  {:<8} {:<22} {}  {}",
+                        "{:>4}  {}  {:<15} {:<22} {}  {}",
                         e.seq,
                         e.time.strftime("%Y-%m-%d %H:%M:%S"),
                         e.action,

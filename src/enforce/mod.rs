@@ -98,6 +98,8 @@ pub struct Shared {
     trackers: Mutex<BTreeMap<(String, String), Tracker>>,
     /// Records an operator failed over by hand (kept until failed back by hand).
     manual: Mutex<BTreeMap<Address, Routing>>,
+    /// Records with every member down, alerted once until one recovers.
+    alerting: Mutex<std::collections::BTreeSet<Address>>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: watch::Sender<bool>,
     /// Where the audit log is (beside the state), for the daemon's own actions.
@@ -261,6 +263,7 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
         overlay: Mutex::new(load_overlay(&stack)),
         trackers: Mutex::new(BTreeMap::new()),
         manual: Mutex::new(BTreeMap::new()),
+        alerting: Mutex::new(Default::default()),
         metrics: install_metrics(),
         shutdown,
         state_dir: engine::state_dir(&stack).ok(),
@@ -584,6 +587,9 @@ fn route(shared: &Arc<Shared>, record: &Address) {
         shared.settings.failback
     };
     let decision = failover::decide(&declared, published.as_ref(), &health, failback);
+    if !matches!(decision, Decision::KeepLast(_)) {
+        shared.alerting.lock().expect("alerting").remove(record);
+    }
     let (next, kind, message) = match decision {
         Decision::Declared => (
             None,
@@ -593,6 +599,14 @@ fn route(shared: &Arc<Shared>, record: &Address) {
         Decision::Publish(r, why) => (Some(r), "failover", format!("{name}: {why}")),
         Decision::KeepLast(why) => {
             drop(overlay);
+            if !shared
+                .alerting
+                .lock()
+                .expect("alerting")
+                .insert(record.clone())
+            {
+                return; // already alerted
+            }
             shared.emit(
                 "alert",
                 format!("{name}: {why}"),
@@ -841,6 +855,8 @@ fn report_drift(shared: &Arc<Shared>, batch: &[Trigger], plan: &Plan) {
         .iter()
         .flat_map(|t| match t {
             Trigger::Drift { kinds } => kinds.clone(),
+            // A routing reconcile plans single records: it says nothing of drift elsewhere.
+            Trigger::Routing { .. } => Vec::new(),
             _ => vec![
                 ResourceKind::Zone,
                 ResourceKind::Record,
