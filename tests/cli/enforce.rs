@@ -76,6 +76,16 @@ fn shared_port() -> u16 {
     }
 }
 
+/// Two healthy backends, primary on 127.0.0.1 and secondary on 127.0.0.2, on one port.
+fn healthy_backends() -> (u16, Backend, Backend) {
+    let port = shared_port();
+    (
+        port,
+        Backend::start("127.0.0.1", port, 0.0, 1),
+        Backend::start("127.0.0.2", port, 0.0, 2),
+    )
+}
+
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -222,9 +232,7 @@ fn log(w: &Work) -> String {
 #[test]
 fn dns_fails_over_when_the_primary_dies_and_back_when_it_returns() {
     let w = Work::new();
-    let port = shared_port();
-    let primary = Backend::start("127.0.0.1", port, 0.0, 1);
-    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    let (port, primary, _secondary) = healthy_backends();
     w.write("s/stack.toml", &failover_stack(port, 2));
     let d = Daemon::start(&w, &[]);
     assert_eq!(api_record(&w).0, "api@aws/eu-west-1");
@@ -301,9 +309,7 @@ fn a_backend_failing_a_fifth_of_probes_at_random_moves_nothing() {
 #[test]
 fn with_every_member_down_the_last_answer_is_kept_and_an_alert_raised() {
     let w = Work::new();
-    let port = shared_port();
-    let primary = Backend::start("127.0.0.1", port, 0.0, 1);
-    let secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    let (port, primary, secondary) = healthy_backends();
     w.write("s/stack.toml", &failover_stack(port, 2));
     let d = Daemon::start(&w, &[]);
     // Events arrive on the SSE stream while it happens (no overall timeout on this one).
@@ -348,9 +354,7 @@ fn with_every_member_down_the_last_answer_is_kept_and_an_alert_raised() {
 #[test]
 fn edits_are_applied_and_invalid_edits_rejected_while_the_old_config_stays_enforced() {
     let w = Work::new();
-    let port = shared_port();
-    let _primary = Backend::start("127.0.0.1", port, 0.0, 1);
-    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    let (port, _primary, _secondary) = healthy_backends();
     let stack = failover_stack(port, 2);
     w.write("s/stack.toml", &stack);
     // A hard-mandatory rule of the stack's own: TTLs of at most 100 seconds.
@@ -424,9 +428,7 @@ fn edits_are_applied_and_invalid_edits_rejected_while_the_old_config_stays_enfor
 #[test]
 fn the_api_checks_tokens_and_roles_and_serves_prometheus_metrics() {
     let w = Work::new();
-    let port = shared_port();
-    let _primary = Backend::start("127.0.0.1", port, 0.0, 1);
-    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    let (port, _primary, _secondary) = healthy_backends();
     w.write("s/stack.toml", &failover_stack(port, 2));
     w.write(
         "tokens",
@@ -591,9 +593,7 @@ fn route53_fails_over_through_the_aws_provider() {
         return;
     };
     let w = Work::new();
-    let port = shared_port();
-    let primary = Backend::start("127.0.0.1", port, 0.0, 1);
-    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    let (port, primary, _secondary) = healthy_backends();
     // The zone and its records on Route53 (moto); the deployments on the sandbox.
     let body = failover_stack(port, 2)
         .split_once("[[zone]]")
@@ -641,9 +641,7 @@ fn route53_fails_over_through_the_aws_provider() {
 #[test]
 fn report_only_reports_drift_and_changes_nothing() {
     let w = Work::new();
-    let port = shared_port();
-    let _primary = Backend::start("127.0.0.1", port, 0.0, 1);
-    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    let (port, _primary, _secondary) = healthy_backends();
     w.write("s/stack.toml", &failover_stack(port, 2));
     // Created first by a plain apply: report-only never changes anything, not even at start.
     w.ok(&["apply", "s", "--auto-approve"], 0);
@@ -681,9 +679,7 @@ fn report_only_reports_drift_and_changes_nothing() {
 #[test]
 fn probes_check_the_expected_status_and_body() {
     let w = Work::new();
-    let port = shared_port();
-    let _primary = Backend::start("127.0.0.1", port, 0.0, 1);
-    let _secondary = Backend::start("127.0.0.2", port, 0.0, 2);
+    let (port, _primary, _secondary) = healthy_backends();
     // The backends answer 200 "ok": a probe wanting "ready" in the body fails.
     let stack = failover_stack(port, 2).replace(
         "recoveries = 2 }",
