@@ -155,6 +155,14 @@ impl Shared {
         };
         let mut manual = self.manual.lock().expect("manual");
         let mut overlay = self.overlay.lock().expect("overlay");
+        // Asking for what is already so changes nothing and records nothing.
+        if back != overlay.contains_key(&address) {
+            return Err(if back {
+                format!("{record} is not failed over")
+            } else {
+                format!("{record} is already failed over")
+            });
+        }
         let message = if back {
             manual.remove(&address);
             overlay.remove(&address);
@@ -478,6 +486,11 @@ impl Probes {
                     .any(|s| s.record.to_string() == *rec && s.member == *member)
             });
         }
+        shared.status.lock().expect("status").health.retain(|h| {
+            specs
+                .iter()
+                .any(|s| s.record.to_string() == h.record && s.member == h.member)
+        });
         for spec in &specs {
             self.tasks.push(tokio::spawn(probe_loop(
                 shared.clone(),

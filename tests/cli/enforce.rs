@@ -453,6 +453,14 @@ fn the_api_checks_tokens_and_roles_and_serves_prometheus_metrics() {
     });
     assert_eq!(
         d.post(
+            "/failover?record=record.t.example.com/api/A",
+            Some("operator-token-0123456789")
+        ),
+        400,
+        "already failed over"
+    );
+    assert_eq!(
+        d.post(
             "/failback?record=record.t.example.com/api/A",
             Some("operator-token-0123456789")
         ),
@@ -461,6 +469,14 @@ fn the_api_checks_tokens_and_roles_and_serves_prometheus_metrics() {
     d.wait_for("the manual fail-back", Duration::from_secs(10), || {
         api_record(&w).0 == "api@aws/eu-west-1"
     });
+    assert_eq!(
+        d.post(
+            "/failback?record=record.t.example.com/api/A",
+            Some("operator-token-0123456789")
+        ),
+        400,
+        "not failed over"
+    );
 
     let (code, text) = d.get("/metrics", Some("viewer-token-0123456789"));
     assert_eq!(code, 200);
