@@ -7,15 +7,13 @@
 //! record fails over between HTTP backends on 127.0.0.1 and 127.0.0.2, probed every second
 //! with a failure threshold of 2.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn::provider::sandbox::Sandbox;
+use cairn::testing::backend::{Backend, shared_port};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,57 +31,6 @@ fn main() {
                 "usage: cairn-enforce-bench failover [--trials N] | status [--rate R] [--seconds S]"
             );
             std::process::exit(1);
-        }
-    }
-}
-
-/// An HTTP backend answering 200 until stopped; stopped, its port refuses connections.
-struct Backend {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Backend {
-    fn start(ip: &str, port: u16) -> Backend {
-        let listener = TcpListener::bind((ip, port)).expect("bind a backend");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let mut buf = [0u8; 1024];
-                        let _ = s.read(&mut buf);
-                        let _ = s.write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        );
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        Backend {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn kill(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("backend thread");
-        }
-    }
-}
-
-fn shared_port() -> u16 {
-    loop {
-        let a = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = a.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.2", port)).is_ok() {
-            return port;
         }
     }
 }
@@ -206,8 +153,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn failover(trials: usize) {
     let s = setup(1);
-    let mut primary_backend = Some(Backend::start("127.0.0.1", s.port));
-    let _secondary = Backend::start("127.0.0.2", s.port);
+    let mut primary_backend = Some(Backend::start("127.0.0.1", s.port, 0.0, 1));
+    let _secondary = Backend::start("127.0.0.2", s.port, 0.0, 2);
     let sandbox = Sandbox::open(&sandbox_dir(&s.stack), []).expect("open the sandbox");
     wait_until(Duration::from_secs(30), || {
         primary(&sandbox) == "api@aws/eu-west-1"
@@ -228,7 +175,7 @@ fn failover(trials: usize) {
         .unwrap_or_else(|| panic!("trial {trial}: no failover in 30 s"));
         times.push(took.as_secs_f64());
         eprintln!("trial {:>3}: {:.3} s", trial + 1, took.as_secs_f64());
-        primary_backend = Some(Backend::start("127.0.0.1", s.port));
+        primary_backend = Some(Backend::start("127.0.0.1", s.port, 0.0, 1));
     }
     times.sort_by(f64::total_cmp);
     println!(
@@ -245,8 +192,8 @@ fn sandbox_dir(stack: &Path) -> PathBuf {
 
 fn status(rate: u64, seconds: u64) {
     let s = setup(2);
-    let _a = Backend::start("127.0.0.1", s.port);
-    let _b = Backend::start("127.0.0.2", s.port);
+    let _a = Backend::start("127.0.0.1", s.port, 0.0, 1);
+    let _b = Backend::start("127.0.0.2", s.port, 0.0, 2);
     let url = format!("http://{}/status", s.api);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,4 +1,5 @@
 //! Test utilities shipped with the library, so the test suite and the benchmark harness use
 //! the same parts.
 
+pub mod backend;
 pub mod faultproxy;

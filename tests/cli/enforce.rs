@@ -1,80 +1,14 @@
 //! `cairn enforce` as a real process: real HTTP backends on loopback addresses, the sandbox
 //! as the DNS provider, the HTTP API over TCP.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use cairn::testing::backend::{Backend, shared_port};
+
 use crate::Work;
-
-/// An HTTP server on `ip:port` answering 200 (or 500 for a `fail_rate` share of requests,
-/// drawn from a seeded generator) until stopped; stopped, its port refuses connections.
-struct Backend {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Backend {
-    fn start(ip: &str, port: u16, fail_rate: f64, seed: u64) -> Backend {
-        let listener = TcpListener::bind((ip, port)).expect("bind a backend");
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        s.set_nonblocking(false).unwrap();
-                        let mut buf = [0u8; 1024];
-                        let _ = s.read(&mut buf);
-                        let status = if rng.f64() < fail_rate {
-                            "500 Internal Server Error"
-                        } else {
-                            "200 OK"
-                        };
-                        let _ = write!(
-                            s,
-                            "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                        );
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Backend {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn kill(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A port free on both 127.0.0.1 and 127.0.0.2.
-fn shared_port() -> u16 {
-    loop {
-        let a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.2", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// Two healthy backends, primary on 127.0.0.1 and secondary on 127.0.0.2, on one port.
 fn healthy_backends() -> (u16, Backend, Backend) {
@@ -441,42 +375,22 @@ fn the_api_checks_tokens_and_roles_and_serves_prometheus_metrics() {
     assert_eq!(d.get("/status", Some("viewer-token-0123456789")).0, 200);
     assert_eq!(d.post("/reconcile", Some("viewer-token-0123456789")), 403);
     assert_eq!(d.post("/reconcile", Some("operator-token-0123456789")), 202);
-    assert_eq!(
+    let operate = |action: &str| {
         d.post(
-            "/failover?record=record.t.example.com/api/A",
-            Some("operator-token-0123456789")
-        ),
-        202
-    );
+            &format!("/{action}?record=record.t.example.com/api/A"),
+            Some("operator-token-0123456789"),
+        )
+    };
+    assert_eq!(operate("failover"), 202);
     d.wait_for("the manual failover", Duration::from_secs(10), || {
         api_record(&w).0 == "api@gcp/europe-west1"
     });
-    assert_eq!(
-        d.post(
-            "/failover?record=record.t.example.com/api/A",
-            Some("operator-token-0123456789")
-        ),
-        400,
-        "already failed over"
-    );
-    assert_eq!(
-        d.post(
-            "/failback?record=record.t.example.com/api/A",
-            Some("operator-token-0123456789")
-        ),
-        202
-    );
+    assert_eq!(operate("failover"), 400, "already failed over");
+    assert_eq!(operate("failback"), 202);
     d.wait_for("the manual fail-back", Duration::from_secs(10), || {
         api_record(&w).0 == "api@aws/eu-west-1"
     });
-    assert_eq!(
-        d.post(
-            "/failback?record=record.t.example.com/api/A",
-            Some("operator-token-0123456789")
-        ),
-        400,
-        "not failed over"
-    );
+    assert_eq!(operate("failback"), 400, "not failed over");
 
     let (code, text) = d.get("/metrics", Some("viewer-token-0123456789"));
     assert_eq!(code, 200);

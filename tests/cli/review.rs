@@ -66,6 +66,12 @@ fn git(w: &Work, args: &[&str]) {
     );
 }
 
+/// Commits everything in the work directory.
+fn commit(w: &Work, message: &str) {
+    git(w, &["add", "-A"]);
+    git(w, &["commit", "-q", "-m", message]);
+}
+
 /// A repository with the stack at `base` (first commit) and a pull request's change on top.
 fn repo() -> Work {
     let w = Work::new();
@@ -73,8 +79,7 @@ fn repo() -> Work {
     w.write("infra/shop/stack.toml", STACK);
     w.write("infra/shop/services.toml", SERVICES);
     w.write("infra/shop/policies/acme.toml", RULES);
-    git(&w, &["add", "-A"]);
-    git(&w, &["commit", "-q", "-m", "base"]);
+    commit(&w, "base");
     git(&w, &["tag", "base"]);
 
     // The change: TLS 1.0 on api, a weighted record without a health check, the stack's own
@@ -99,8 +104,7 @@ fn repo() -> Work {
         "infra/shop/stack.toml",
         &STACK.replace("[\"eu-west-1\"]", "[\"eu-west-1\", \"us-east-1\"]"),
     );
-    git(&w, &["add", "-A"]);
-    git(&w, &["commit", "-q", "-m", "change"]);
+    commit(&w, "change");
     w
 }
 
@@ -314,8 +318,7 @@ fn github_annotations_stay_within_the_per_step_cap() {
         .collect();
     w.write("infra/shop/zones.toml", &zones);
     w.write("infra/shop/policies/acme.toml", RULES);
-    git(&w, &["add", "-A"]);
-    git(&w, &["commit", "-q", "-m", "twelve zones"]);
+    commit(&w, "twelve zones");
     let out = review(&w, &["--format", "github"], 2);
     let errors = out.lines().filter(|l| l.starts_with("::error ")).count();
     assert_eq!(errors, 10, "{out}");
@@ -331,8 +334,7 @@ fn github_annotations_stay_within_the_per_step_cap() {
 fn a_clean_change_exits_0_and_errors_exit_1() {
     let w = repo();
     w.write("infra/shop/notes.md", "not a stack file\n");
-    git(&w, &["add", "-A"]);
-    git(&w, &["commit", "-q", "-m", "docs"]);
+    commit(&w, "docs");
     let out = stable(
         &w,
         &w.ok(
@@ -389,8 +391,7 @@ fn a_stack_at_the_root_a_removed_waiver_and_a_raised_level() {
         "policies/waivers.toml",
         "[[waiver]]\nrule = \"SOC2-ENDPOINT-HTTPS\"\nresource = \"service.legacy\"\nreason = \"retired in January\"\napprover = \"ciso@example.com\"\nexpires = 2999-01-31\n",
     );
-    git(&w, &["add", "-A"]);
-    git(&w, &["commit", "-q", "-m", "base"]);
+    commit(&w, "base");
     // Removing the waiver makes legacy's finding block again: that is the change's doing.
     // Raising a rule's level is not a loosening.
     std::fs::remove_file(w.path("policies/waivers.toml")).unwrap();
@@ -401,8 +402,7 @@ fn a_stack_at_the_root_a_removed_waiver_and_a_raised_level() {
             "change_approvers = [\"lead@example.com\"]\nenforcement.\"SOC2-SCALING-POLICY\" = \"soft\"",
         ),
     );
-    git(&w, &["add", "-A"]);
-    git(&w, &["commit", "-q", "-m", "head"]);
+    commit(&w, "head");
     let j: serde_json::Value = serde_json::from_str(
         &w.ok(
             &["review", ".", "--base", "HEAD~1", "--no-plan", "--json"],
@@ -443,8 +443,7 @@ fn lowering_a_classification_or_swapping_an_approver_loosens_a_control() {
     );
     w.write("s/stack.toml", STACK);
     w.write("s/services.toml", &services);
-    git(&w, &["add", "-A"]);
-    git(&w, &["commit", "-q", "-m", "base"]);
+    commit(&w, "base");
     w.write(
         "s/services.toml",
         &services.replace("\"personal\"", "\"public\""),
@@ -453,8 +452,7 @@ fn lowering_a_classification_or_swapping_an_approver_loosens_a_control() {
         "s/stack.toml",
         &STACK.replace("lead@example.com", "intern@example.com"),
     );
-    git(&w, &["add", "-A"]);
-    git(&w, &["commit", "-q", "-m", "head"]);
+    commit(&w, "head");
     let j: serde_json::Value = serde_json::from_str(
         &w.ok(
             &["review", "s", "--base", "HEAD~1", "--no-plan", "--json"],
