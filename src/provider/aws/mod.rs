@@ -12,8 +12,8 @@ mod route53;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -130,9 +130,23 @@ pub struct Aws {
     max_elements: usize,
     /// What the last refresh saw, for exact DELETEs and health check reuse.
     seen: Mutex<route53::Seen>,
+    /// One change batch per hosted zone at a time, as Route53 processes them (it answers
+    /// PriorRequestNotComplete otherwise), so that re-reading a zone after an ambiguous
+    /// answer sees only that batch's effect.
+    zone_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Aws {
+    /// The lock that keeps change batches to one hosted zone one at a time.
+    fn zone_lock(&self, zone: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.zone_locks
+            .lock()
+            .expect("zone locks")
+            .entry(zone.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Builds clients from the standard credential chain (environment, profiles, SSO, IMDS).
     /// `endpoint` (or `AWS_ENDPOINT_URL`) points them at a compatible API such as moto.
     pub async fn new(settings: &AwsSettings) -> Aws {
@@ -173,6 +187,7 @@ impl Aws {
                 .unwrap_or(route53::MAX_ELEMENTS)
                 .clamp(1, route53::MAX_ELEMENTS),
             seen: Mutex::new(route53::Seen::default()),
+            zone_locks: Mutex::new(HashMap::new()),
         }
     }
 

@@ -412,6 +412,8 @@ impl Aws {
             .next()
             .unwrap_or_default()
             .to_string();
+        let lock = self.zone_lock(&zone);
+        let _one_batch_per_zone = lock.lock().await;
         let zone_id = match self.zone_id(&zone).await {
             Ok(Some(id)) => id,
             Ok(None) => {
