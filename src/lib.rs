@@ -16,6 +16,7 @@ pub mod enforce;
 pub mod engine;
 pub mod graph;
 pub mod journal;
+pub mod ml;
 pub mod model;
 pub mod plan;
 pub mod policy;

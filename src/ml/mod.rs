@@ -1,0 +1,5 @@
+//! Machine learning for scaling and monitoring: time series, forecasting, the scaling
+//! simulator, anomaly detection, the NAB harness and recommendations.
+
+pub mod detector;
+pub mod series;
