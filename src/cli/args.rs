@@ -88,6 +88,18 @@ findings HEAD adds (all of them with --all). Weakened rules and new waivers are 
 Exit codes: 0 nothing blocking · 1 error · 2 blocking findings (hard- or soft-mandatory, not waived).")]
     Review(ReviewArgs),
 
+    /// Rightsize services from their load history: minimum replicas, scaling target, instance size.
+    #[command(
+        after_help = "Example:\n  cairn recommend examples/quickstart --out rightsizing.diff\n\
+Reads each service's `load` metric (scaling policy) over --history and replays it: the target \
+keeps enough headroom for the load's growth over the startup delay; the minimum is what the \
+quietest 1% of the history needs; a smaller or larger instance size is proposed when it is \
+at least 5% cheaper. Prints the figures with a confidence, and the proposal as a unified diff \
+of the stack's files (--out writes it for `git apply`). Values set with ${var.…} are not edited.\n\
+Exit codes: 0 success · 1 error."
+    )]
+    Recommend(RecommendArgs),
+
     /// List the compliance rules in force, or check a stack against them.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -308,6 +320,21 @@ pub enum ReviewFormat {
     Github,
     /// A pull-request comment, with the plan collapsed.
     Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+
+    /// How much load history to size from (at least a day is needed; up to 14 days count
+    /// towards confidence).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "14d")]
+    pub history: Duration,
+
+    /// Write the proposed change, a unified diff, to this file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod args;
 mod audit;
 mod enforce;
 mod policy;
+mod recommend;
 mod review;
 mod sandbox;
 mod state;
@@ -83,6 +84,7 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
         Command::Apply(a) => apply_cmd(a, ui),
         Command::Destroy(a) => destroy_cmd(a, ui),
         Command::Review(a) => review::run(&a, ui),
+        Command::Recommend(a) => recommend::run(&a, ui),
         Command::Enforce(a) => enforce::run(&a, ui),
         Command::Policy(c) => policy::run(c, ui),
         Command::Show(a) => show(&a, ui),

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::load::{Entry, ProviderEntry, RawConfig};
@@ -125,7 +125,8 @@ impl Compiler {
         );
         let zones = self.zones(&raw, &providers, &mut resources);
         self.records(&raw, &zones, &deployments, &mut resources);
-        let scaling = self.scaling(&raw, &services);
+        let metrics = self.metrics(&raw);
+        let scaling = self.scaling(&raw, &services, &metrics);
         let compliance = self.compliance(&raw);
         self.resolve_depends_on(&raw, &services, &mut resources);
 
@@ -139,6 +140,7 @@ impl Compiler {
             services,
             scaling,
             compliance,
+            metrics,
             files: raw.files.clone(),
             origin: raw.stack.first().map(|e| e.whole()),
             health_expectations: std::mem::take(&mut self.expectations),
@@ -1187,6 +1189,7 @@ impl Compiler {
         &mut self,
         raw: &RawConfig,
         services: &[Service],
+        metrics: &MetricsConfig,
     ) -> BTreeMap<String, ScalingPolicy> {
         self.check_unique(
             raw.scaling
@@ -1271,6 +1274,7 @@ impl Compiler {
                     max_per_hour: raw.max_per_hour.as_ref().map(|m| *m.get()),
                 })
             });
+            let load = self.load(e, s, metrics);
             if let (Some(startup), Some(scale_in_stabilization)) = (startup, stabilization) {
                 out.insert(
                     name.get().clone(),
@@ -1280,12 +1284,154 @@ impl Compiler {
                         scale_in_stabilization,
                         predictive,
                         cost,
+                        load,
                         origin: e.loc(name.span()),
                     },
                 );
             }
         }
         out
+    }
+
+    /// `load` and `per_replica` come together: a load without a replica's share cannot be
+    /// turned into replicas.
+    fn load<T>(&mut self, e: &Entry<T>, s: &RawScaling, metrics: &MetricsConfig) -> Option<Load> {
+        let per_replica = match (&s.load, &s.per_replica) {
+            (None, None) => return None,
+            (Some(load), None) => {
+                self.error(
+                    "config::missing_value",
+                    "a load metric needs `per_replica`",
+                    e.loc(load.span()),
+                    "add `per_replica = N`: the load one replica serves",
+                );
+                return None;
+            }
+            (None, Some(p)) => {
+                self.error(
+                    "config::missing_value",
+                    "`per_replica` needs a load metric",
+                    e.loc(p.span()),
+                    "add `load = { query = \"…\" }` (or `file`, or `trace`)",
+                );
+                return None;
+            }
+            (Some(_), Some(p)) => {
+                let v = *p.get();
+                if !(v > 0.0 && v.is_finite()) {
+                    self.error(
+                        "config::invalid_value",
+                        format!("per_replica {v} is out of range"),
+                        e.loc(p.span()),
+                        "must be above 0",
+                    );
+                    return None;
+                }
+                v
+            }
+        };
+        let metric = self.metric(e, s.load.as_ref()?, metrics)?;
+        Some(Load {
+            metric,
+            per_replica,
+        })
+    }
+
+    fn metric<T>(
+        &mut self,
+        e: &Entry<T>,
+        m: &Sp<RawMetric>,
+        metrics: &MetricsConfig,
+    ) -> Option<Metric> {
+        let raw = m.get();
+        let given: Vec<&Sp<String>> = [&raw.query, &raw.file, &raw.trace]
+            .into_iter()
+            .flatten()
+            .collect();
+        if given.len() != 1 {
+            self.error(
+                "config::invalid_value",
+                "a metric needs exactly one of `query`, `file` or `trace`",
+                e.loc(m.span()),
+                if given.is_empty() {
+                    "none given"
+                } else {
+                    "more than one given"
+                },
+            );
+            return None;
+        }
+        if let Some(q) = &raw.query {
+            if q.get().trim().is_empty() {
+                self.error(
+                    "config::invalid_value",
+                    "empty PromQL query",
+                    e.loc(q.span()),
+                    "empty",
+                );
+                return None;
+            }
+            if metrics.prometheus.is_none() {
+                self.diags.push(
+                    Diag::error(
+                        "config::missing_value",
+                        "a `query` metric needs a Prometheus server",
+                    )
+                    .at(e.loc(q.span()), "asked of no server")
+                    .help("declare it: [metrics] prometheus = \"http://HOST:9090\""),
+                );
+                return None;
+            }
+            return Some(Metric::Query(q.get().clone()));
+        }
+        if let Some(f) = &raw.file {
+            return Some(Metric::File(PathBuf::from(f.get())));
+        }
+        raw.trace
+            .as_ref()
+            .map(|t| Metric::Trace(PathBuf::from(t.get())))
+    }
+
+    fn metrics(&mut self, raw: &RawConfig) -> MetricsConfig {
+        for dup in raw.metrics.iter().skip(1) {
+            self.diags.push(
+                Diag::error("config::duplicate", "[metrics] is declared more than once")
+                    .at(dup.whole(), "declared again here")
+                    .also(raw.metrics[0].whole(), "first declared here"),
+            );
+        }
+        let Some(e) = raw.metrics.first() else {
+            return MetricsConfig::default();
+        };
+        let prometheus = e.value.prometheus.as_ref().and_then(|url| {
+            let ok = url
+                .get()
+                .strip_prefix("http://")
+                .or_else(|| url.get().strip_prefix("https://"))
+                .is_some_and(|rest| !rest.is_empty());
+            if !ok {
+                self.error(
+                    "config::invalid_value",
+                    format!("invalid Prometheus URL `{}`", url.get()),
+                    e.loc(url.span()),
+                    "expected http://HOST:PORT or https://…",
+                );
+            }
+            ok.then(|| url.get().trim_end_matches('/').to_string())
+        });
+        let timeout = e.value.timeout.as_ref().and_then(|t| {
+            self.duration_in(
+                e,
+                t,
+                Duration::from_millis(100),
+                Duration::from_secs(300),
+                "timeout",
+            )
+        });
+        MetricsConfig {
+            prometheus,
+            timeout,
+        }
     }
 
     fn compliance(&mut self, raw: &RawConfig) -> Compliance {

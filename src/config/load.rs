@@ -49,6 +49,7 @@ pub struct RawConfig {
     pub records: Vec<Entry<RawRecord>>,
     pub scaling: Vec<Entry<(Sp<String>, RawScaling)>>,
     pub compliance: Vec<Entry<RawCompliance>>,
+    pub metrics: Vec<Entry<RawMetrics>>,
     /// The environment the variables were resolved for.
     pub environment: String,
     /// `(section, name)` of entries that failed to decode: references to them are not
@@ -185,6 +186,7 @@ impl RawConfig {
         self.records.extend(o.records);
         self.scaling.extend(o.scaling);
         self.compliance.extend(o.compliance);
+        self.metrics.extend(o.metrics);
         self.broken.extend(o.broken);
     }
 }
@@ -358,6 +360,11 @@ impl<'i> FileLoader<'_, 'i> {
             "compliance" => {
                 if let Some(v) = self.decode(value, &[Seg::Key(key.into())]) {
                     cfg.compliance.push(self.entry(span, v));
+                }
+            }
+            "metrics" => {
+                if let Some(v) = self.decode(value, &[Seg::Key(key.into())]) {
+                    cfg.metrics.push(self.entry(span, v));
                 }
             }
             other => {

@@ -32,6 +32,7 @@ pub struct Stack {
     pub services: Vec<Service>,
     pub scaling: BTreeMap<String, ScalingPolicy>,
     pub compliance: Compliance,
+    pub metrics: MetricsConfig,
     pub files: Vec<Arc<SourceFile>>,
     /// The `[stack]` table, where stack-wide findings point.
     pub origin: Option<Location>,
@@ -143,7 +144,34 @@ pub struct ScalingPolicy {
     pub scale_in_stabilization: Duration,
     pub predictive: Option<Predictive>,
     pub cost: Option<Cost>,
+    /// The service's load and what one replica serves (both or neither).
+    pub load: Option<Load>,
     pub origin: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub metric: Metric,
+    /// Load one replica serves at 100% utilization.
+    pub per_replica: f64,
+}
+
+/// Where a metric's values come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric {
+    /// PromQL asked of `[metrics].prometheus`.
+    Query(String),
+    /// A `timestamp,value` CSV history (path relative to the stack directory).
+    File(PathBuf),
+    /// A `timestamp,value` CSV the sandbox replays, looping, as the live value.
+    Trace(PathBuf),
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    pub prometheus: Option<String>,
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -83,6 +83,8 @@ pub struct RawFile {
     pub scaling: Option<BTreeMap<String, RawScaling>>,
     /// Compliance settings.
     pub compliance: Option<RawCompliance>,
+    /// Where metrics come from: the Prometheus server that `query` metrics are asked of.
+    pub metrics: Option<RawMetrics>,
 }
 
 /// The top-level keys a stack file may have, in the order they are read.
@@ -97,6 +99,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "record",
     "scaling",
     "compliance",
+    "metrics",
 ];
 
 /// A variable's value: any TOML scalar or array.
@@ -387,6 +390,32 @@ pub struct RawScaling {
     pub scale_in_stabilization: Option<Sp<String>>,
     pub predictive: Option<Sp<RawPredictive>>,
     pub cost: Option<Sp<RawCost>>,
+    /// The service's load (requests/s, jobs queued, …): what predictive scaling forecasts
+    /// and `cairn recommend` sizes from.
+    pub load: Option<Sp<RawMetric>>,
+    /// Load one replica serves at 100% utilization, in the load metric's unit.
+    pub per_replica: Option<Sp<f64>>,
+}
+
+/// A metric's source: exactly one of `query`, `file` or `trace`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Metric")]
+pub struct RawMetric {
+    /// PromQL asked of `[metrics].prometheus`, e.g. `sum(rate(http_requests_total[5m]))`.
+    pub query: Option<Sp<String>>,
+    /// A `timestamp,value` CSV file (relative to the stack directory) holding the history.
+    pub file: Option<Sp<String>>,
+    /// Sandbox only: a `timestamp,value` CSV replayed, looping, as the live load.
+    pub trace: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Metrics")]
+pub struct RawMetrics {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus:9090`.
+    pub prometheus: Option<Sp<String>>,
+    /// Time limit for one query, e.g. `10s` (default 10 s).
+    pub timeout: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

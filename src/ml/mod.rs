@@ -2,4 +2,6 @@
 //! simulator, anomaly detection, the NAB harness and recommendations.
 
 pub mod detector;
+pub mod recommend;
 pub mod series;
+pub mod source;

@@ -9,6 +9,8 @@ mod enforce;
 mod lock;
 mod moto;
 mod policy;
+mod prometheus;
+mod recommend;
 mod review;
 mod schema;
 mod validate;
@@ -34,16 +36,18 @@ impl Work {
         }
     }
 
-    /// A copy of examples/quickstart at `./shop`.
+    /// A copy of examples/quickstart at `./shop` (its files and its `load/` traces).
     pub fn quickstart() -> Work {
         let w = Work::new();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
         let dst = w.path("shop");
-        std::fs::create_dir_all(&dst).unwrap();
-        for e in std::fs::read_dir(src).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "toml") {
-                std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+        for sub in ["", "load"] {
+            std::fs::create_dir_all(dst.join(sub)).unwrap();
+            for e in std::fs::read_dir(src.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml" || x == "csv") {
+                    std::fs::copy(&p, dst.join(sub).join(p.file_name().unwrap())).unwrap();
+                }
             }
         }
         w
@@ -123,4 +127,25 @@ impl From<Output> for Run {
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
     }
+}
+
+/// Starts a server process that dies with the test process (tests may end any way).
+pub fn spawn_tied(mut cmd: Command) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl in the child before exec; the server dies with the test process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    // PDEATHSIG fires when the spawning *thread* ends: spawn from one that never does.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tx.send(cmd.spawn().map(|_| ())).expect("report the spawn");
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("spawner thread")
 }

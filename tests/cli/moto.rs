@@ -3,7 +3,6 @@
 //! test. AWS tests run one at a time (they share the server).
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -71,24 +70,7 @@ fn start() -> Option<Moto> {
     cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: prctl in the child before exec; the server dies with the test process.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    // PDEATHSIG fires when the spawning *thread* ends: spawn from one that never does.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        tx.send(cmd.spawn().map(|_| ())).expect("report the spawn");
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv()
-        .expect("spawner thread")
-        .expect("start moto_server");
+    crate::spawn_tied(cmd).expect("start moto_server");
     let url = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
