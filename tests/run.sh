@@ -12,9 +12,10 @@ if [ ! -x .venv/bin/moto_server ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
 fi
 
-# promtool (from Debian's prometheus package) checks the daemon's /metrics exposition.
-if ! command -v promtool >/dev/null; then
-  echo "==> installing promtool (Debian package prometheus)"
+# Debian's prometheus package: promtool checks the daemon's /metrics exposition, and the
+# metric-source tests start a real Prometheus (on a free loopback port, with data they write).
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "==> installing prometheus and promtool (Debian package prometheus)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
     || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
