@@ -7,6 +7,7 @@ mod enforce;
 mod policy;
 mod review;
 mod sandbox;
+mod simulate;
 mod state;
 mod ui;
 
@@ -108,6 +109,7 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
             clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
+        Command::Simulate(a) => simulate::run(&a, ui),
     }
 }
 

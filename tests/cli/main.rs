@@ -11,6 +11,7 @@ mod moto;
 mod policy;
 mod review;
 mod schema;
+mod simulate;
 mod validate;
 
 use std::path::{Path, PathBuf};
