@@ -135,6 +135,17 @@ declared in the stack, or the next apply deletes it."
 
     /// Print shell completions: `cairn completions bash > /etc/bash_completion.d/cairn`.
     Completions { shell: clap_complete::Shell },
+
+    /// Replay a demand trace against a scaling policy: overload, unserved demand, replica-hours, waste.
+    #[command(
+        after_help = "Example:\n  cairn simulate --trace demand.csv --policy predictive --startup 5m --target 0.6\n\
+The trace is a `timestamp,value` CSV file, one row per step (e.g. 5 minutes). Before each step the \
+policy sees the demand of the steps before it only; replicas it adds serve after --startup. The report \
+compares the policy with static provisioning at the trace's peak. --steps writes every step (timestamp, \
+demand, ready capacity, desired replicas, forecast) so the figures can be recomputed; a chart of demand, \
+capacity and forecast is saved as SVG. See docs/scaling.md."
+    )]
+    Simulate(SimulateArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -505,4 +516,92 @@ pub struct SandboxDir {
     /// Environment (default: [stack] environment): selects variable overrides, state and sandbox.
     #[arg(long, short = 'e', env = "CAIRN_ENV")]
     pub env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimPolicy {
+    /// The Kubernetes HPA algorithm on the last observed demand.
+    Reactive,
+    /// The forecast over the startup delay, never below the reactive recommendation.
+    Predictive,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The demand trace: a `timestamp,value` CSV file.
+    #[arg(long, value_name = "CSV")]
+    pub trace: PathBuf,
+
+    #[arg(long, value_enum)]
+    pub policy: SimPolicy,
+
+    /// Time from asking for a replica to its serving.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub startup: Duration,
+
+    /// The utilization replicas are sized for (above 0, at most 1).
+    #[arg(long, default_value_t = 0.6)]
+    pub target: f64,
+
+    /// Demand one replica serves at 100% utilization [default: the trace's mean demand needs 10
+    /// replicas at the target].
+    #[arg(long, value_name = "DEMAND")]
+    pub capacity: Option<f64>,
+
+    /// Per-service factor applied to the demand before sizing (a share or a safety margin).
+    #[arg(long, default_value_t = 1.0)]
+    pub load_factor: f64,
+
+    #[arg(long, default_value_t = 1)]
+    pub min: u32,
+
+    #[arg(long)]
+    pub max: Option<u32>,
+
+    /// Scale in only to the highest recommendation made within this window.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub stabilization: Duration,
+
+    /// Remove at most this percentage of the replicas within each --scale-in-period.
+    #[arg(long, value_name = "PERCENT")]
+    pub scale_in_limit: Option<f64>,
+
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1m")]
+    pub scale_in_period: Duration,
+
+    /// Price of one replica for an hour (with --max-cost-per-hour: the cost cap).
+    #[arg(long, requires = "max_cost_per_hour")]
+    pub cost_per_replica_hour: Option<f64>,
+
+    /// Budget per hour: never more replicas than it pays for.
+    #[arg(long, requires = "cost_per_replica_hour")]
+    pub max_cost_per_hour: Option<f64>,
+
+    /// Scale to zero after this long without demand; wake when demand returns.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub scale_to_zero_after: Option<Duration>,
+
+    /// How far ahead the predictive policy forecasts.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
+    pub horizon: Duration,
+
+    /// How much history the forecast is fitted on, at most.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "14d")]
+    pub history: Duration,
+
+    /// The quantile of demand the forecast's upper bound is, which must fit in the ready capacity.
+    #[arg(long, default_value_t = 0.95)]
+    pub quantile: f64,
+
+    /// Write every step as CSV: timestamp, demand, ready capacity, desired replicas, forecast.
+    #[arg(long, value_name = "FILE")]
+    pub steps: Option<PathBuf>,
+
+    /// Where to save the chart [default: TRACE-POLICY.svg in the current directory].
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
+
+    /// Do not save a chart.
+    #[arg(long, conflicts_with = "chart")]
+    pub no_chart: bool,
 }

@@ -8,6 +8,7 @@ mod policy;
 mod recommend;
 mod review;
 mod sandbox;
+mod simulate;
 mod state;
 mod ui;
 
@@ -110,6 +111,7 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
             clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
+        Command::Simulate(a) => simulate::run(&a, ui),
     }
 }
 

@@ -1,7 +1,11 @@
 //! Machine learning for scaling and monitoring: time series, forecasting, the scaling
 //! simulator, anomaly detection, the NAB harness and recommendations.
 
+pub mod chart;
 pub mod detector;
+pub mod forecast;
 pub mod recommend;
+pub mod scaler;
 pub mod series;
+pub mod simulate;
 pub mod source;

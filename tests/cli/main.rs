@@ -13,6 +13,7 @@ mod prometheus;
 mod recommend;
 mod review;
 mod schema;
+mod simulate;
 mod validate;
 
 use std::path::{Path, PathBuf};
