@@ -121,7 +121,7 @@ fn write_results(
     for ((&t, v), s) in r.timestamps.iter().zip(values).zip(&r.scores) {
         let _ = writeln!(
             text,
-            "{},{v},{s},{}",
+            "{},{v:?},{s:?},{}",
             series::format_timestamp(t),
             u8::from(in_window(t))
         );
@@ -236,7 +236,7 @@ pub fn write_scores(dir: &Path, detector: &str, p: &ProfileScore) -> Result<(), 
         let c = f.at.counts;
         let _ = writeln!(
             text,
-            "{detector},{},{},{},{},{},{},{},{},{}",
+            "{detector},{},{},{:?},{:?},{},{},{},{},{}",
             p.profile, f.file, f.at.threshold, f.at.score, c.tp, c.tn, c.fp, c.fn_, f.rows
         );
     }
@@ -245,7 +245,7 @@ pub fn write_scores(dir: &Path, detector: &str, p: &ProfileScore) -> Result<(), 
     let score: f64 = p.files.iter().map(|f| f.at.score).sum();
     let _ = writeln!(
         text,
-        "Totals,,,,{score},{},{},{},{},{rows}",
+        "Totals,,,,{score:?},{},{},{},{},{rows}",
         c.tp, c.tn, c.fp, c.fn_
     );
     write_file(
@@ -278,15 +278,15 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "timestamp,value,anomaly_score,label\n\
-             1970-01-01 00:00:00,1,0,0\n\
+             1970-01-01 00:00:00,1.0,0.0,0\n\
              1970-01-01 00:05:00,2.5,0.25,1\n\
-             1970-01-01 00:10:00,3,1,0\n"
+             1970-01-01 00:10:00,3.0,1.0,0\n"
         );
         let mut labels = Labels::default();
         labels.files.insert(r.key.clone(), r.windows.clone());
         let (name, files) = read_results(&labels, &det).unwrap();
         assert_eq!(name, "null");
-        assert_eq!(files, [r.clone()]);
+        assert_eq!(files, std::slice::from_ref(&r));
 
         // Scores files beside the results are not results.
         let profiles = [crate::ml::nab::Profile {

@@ -16,6 +16,9 @@ pub mod gaussian;
 pub mod harness;
 pub mod score;
 
+#[cfg(test)]
+mod published;
+
 pub use corpus::{CostMatrix, Labels, Nab, NabError, Profile, Scoreboard, Window, probation_len};
 pub use detectors::{detector, detector_names};
 pub use harness::{Run, read_results, run, write_scores};

@@ -251,7 +251,12 @@ pub struct FileScore {
 pub fn score_file(file: &ResultsFile, costs: &CostMatrix, threshold: f64) -> FileScore {
     FileScore {
         file: file.key.clone(),
-        at: at(&sweep(std::slice::from_ref(file), costs), threshold),
+        // The threshold applied, not the sweep entry's (a file may have no row scoring
+        // exactly `threshold`).
+        at: ThresholdScore {
+            threshold,
+            ..at(&sweep(std::slice::from_ref(file), costs), threshold)
+        },
         windows: file.windows.len(),
         rows: file.timestamps.len(),
     }
