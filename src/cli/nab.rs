@@ -198,7 +198,7 @@ impl Report<'_> {
                 let c = p.best.counts;
                 vec![
                     p.profile.clone(),
-                    threshold(p.best.threshold),
+                    format!("{:?}", p.best.threshold),
                     format!("{:.2}", p.best.score),
                     format!("{:.2}", p.null_score),
                     format!("{:.2}", p.normalized),
@@ -312,16 +312,4 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// A threshold to 12 decimals, trailing zeros dropped: enough to tell NAB's thresholds apart
-/// (its published scores have 12 significant digits) without the noise of the last bits.
-fn threshold(t: f64) -> String {
-    let s = format!("{t:.12}");
-    let s = s.trim_end_matches('0');
-    if s.ends_with('.') {
-        format!("{s}0")
-    } else {
-        s.to_string()
-    }
 }

@@ -201,6 +201,7 @@ pub struct Nab {
 pub struct DataFile {
     pub key: String,
     pub path: PathBuf,
+    pub windows: Vec<Window>,
 }
 
 impl Nab {
@@ -250,10 +251,11 @@ impl Nab {
         let (present, missing): (Vec<DataFile>, Vec<DataFile>) = self
             .labels
             .files
-            .keys()
-            .map(|key| DataFile {
+            .iter()
+            .map(|(key, windows)| DataFile {
                 key: key.clone(),
                 path: data.join(key),
+                windows: windows.clone(),
             })
             .partition(|f| f.path.is_file());
         (present, missing.into_iter().map(|f| f.key).collect())

@@ -35,11 +35,11 @@ pub fn run(nab: &Nab, name: &str, results: &Path) -> Result<Run, NabError> {
     }
     let dir = results.join(name);
     let (present, missing) = nab.data_files();
-    let mut files = present
+    // In key order, as `present` is.
+    let files = present
         .par_iter()
-        .map(|f| run_file(&nab.labels, name, f, &dir))
+        .map(|f| run_file(name, f, &dir))
         .collect::<Result<Vec<_>, _>>()?;
-    files.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(Run {
         dir,
         files,
@@ -47,12 +47,7 @@ pub fn run(nab: &Nab, name: &str, results: &Path) -> Result<Run, NabError> {
     })
 }
 
-fn run_file(
-    labels: &Labels,
-    name: &str,
-    file: &DataFile,
-    dir: &Path,
-) -> Result<ResultsFile, NabError> {
+fn run_file(name: &str, file: &DataFile, dir: &Path) -> Result<ResultsFile, NabError> {
     let series = Series::read_csv(&file.path)?;
     let points = &series.points;
     let info = SeriesInfo {
@@ -75,8 +70,8 @@ fn run_file(
         return Err(invalid(
             &file.path,
             format!(
-                "detector `{name}` scored row {} {s}: scores must lie within [0, 1]",
-                i + 2
+                "detector `{name}` scored the point at {} {s}: scores must lie within [0, 1]",
+                series::format_timestamp(points[i].ts)
             ),
         ));
     }
@@ -84,7 +79,7 @@ fn run_file(
         key: file.key.clone(),
         timestamps: points.iter().map(|p| p.ts).collect(),
         scores,
-        windows: labels.windows(&file.key).unwrap_or_default().to_vec(),
+        windows: file.windows.clone(),
     };
     let values: Vec<f64> = points.iter().map(|p| p.value).collect();
     write_results(dir, name, &results, &values)?;
