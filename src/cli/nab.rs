@@ -112,12 +112,8 @@ fn open(dir: &Path) -> Result<Nab, Failure> {
     Nab::open(dir).map_err(|e| {
         let not_nab = matches!(e, NabError::NotNab { .. });
         let d = error(e);
-        if not_nab {
-            d.help("pass the root of a NAB tree (with data/, labels/ and config/), e.g. ../shared/data/nab")
-                .into()
-        } else {
-            d.into()
-        }
+        let hint = "pass the root of a NAB tree (with data/, labels/ and config/), e.g. ../shared/data/nab";
+        Failure::from(if not_nab { d.help(hint) } else { d })
     })
 }
 

@@ -98,9 +98,10 @@ fn pairwise_sum(a: &[f64]) -> f64 {
     }
 }
 
-/// The complementary error function as Python 2's `math.erfc` computes it (NAB's published
-/// results were made with it): a Taylor series of erf below 1.5, a continued fraction above,
-/// 0 from 30 on. Both are accurate to a few units in the last place.
+/// The complementary error function by the algorithm of CPython's own `math.erfc` (Python
+/// 2.7's, in the era of NAB's published results): a Taylor series of erf below 1.5, a
+/// continued fraction above, 0 from 30 on; accurate to a few units in the last place. (Rust's
+/// standard library has no stable erfc.)
 fn erfc(x: f64) -> f64 {
     if x.is_nan() {
         return x;

@@ -3,8 +3,8 @@
 //!
 //! A row is an alert when its anomaly score reaches the threshold. Rows of the probationary
 //! period are not scored. Each labeled window counts once: its first alert earns a reward
-//! that falls with lateness along a scaled sigmoid (`tp` weight at the window's left edge,
-//! half of it at 3/4 of the window, nothing at its right edge); a window without an alert
+//! that falls with lateness along a scaled sigmoid (the `tp` weight at the window's left edge,
+//! 86% of it at its middle, nothing at its right edge); a window without an alert
 //! costs the `fn` weight. Every alert outside a window costs up to the `fp` weight: the full
 //! weight before the first window, and after a window a share that grows with the distance
 //! from it (nothing right after its edge, the full weight three window lengths on).
@@ -13,7 +13,7 @@
 //! score down, and after each distinct score records what alerting on every row visited so
 //! far earns. The chosen threshold is the one with the highest total over all files. A
 //! profile's normalized score is `100 * (score - null) / (perfect - null)`: 0 for the null
-//! detector (the best a constant score can do, which is never alerting), 100 for detecting
+//! detector (the best a constant score can do: on NAB's data, never alerting), 100 for detecting
 //! every window at its first row.
 
 use rayon::prelude::*;
