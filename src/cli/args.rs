@@ -146,6 +146,9 @@ demand, ready capacity, desired replicas, forecast) so the figures can be recomp
 capacity and forecast is saved as SVG. See docs/scaling.md."
     )]
     Simulate(SimulateArgs),
+    /// Numenta Anomaly Benchmark: run an anomaly detector over NAB's data and score it.
+    #[command(subcommand)]
+    Nab(super::nab::NabCommand),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -4,6 +4,7 @@
 mod args;
 mod audit;
 mod enforce;
+mod nab;
 mod policy;
 mod recommend;
 mod review;
@@ -112,6 +113,7 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
             Ok(EXIT_OK)
         }
         Command::Simulate(a) => simulate::run(&a, ui),
+        Command::Nab(c) => nab::run(c, ui),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod chart;
 pub mod detector;
 pub mod forecast;
+pub mod nab;
 pub mod recommend;
 pub mod scaler;
 pub mod series;
