@@ -2,4 +2,5 @@
 //! simulator, anomaly detection, the NAB harness and recommendations.
 
 pub mod detector;
+pub mod iforest;
 pub mod series;
