@@ -123,6 +123,10 @@ declared in the stack, or the next apply deletes it."
 
     /// Print shell completions: `cairn completions bash > /etc/bash_completion.d/cairn`.
     Completions { shell: clap_complete::Shell },
+
+    /// Numenta Anomaly Benchmark: run an anomaly detector over NAB's data and score it.
+    #[command(subcommand)]
+    Nab(super::nab::NabCommand),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -4,6 +4,7 @@
 mod args;
 mod audit;
 mod enforce;
+mod nab;
 mod policy;
 mod review;
 mod sandbox;
@@ -108,6 +109,7 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
             clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
+        Command::Nab(c) => nab::run(c, ui),
     }
 }
 

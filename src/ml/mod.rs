@@ -4,4 +4,5 @@
 pub mod changepoint;
 pub mod detector;
 pub mod iforest;
+pub mod nab;
 pub mod series;

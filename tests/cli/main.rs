@@ -8,6 +8,7 @@ mod crash;
 mod enforce;
 mod lock;
 mod moto;
+mod nab;
 mod policy;
 mod review;
 mod schema;
