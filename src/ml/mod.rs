@@ -1,9 +1,11 @@
 //! Machine learning for scaling and monitoring: time series, forecasting, the scaling
 //! simulator, anomaly detection, the NAB harness and recommendations.
 
+pub mod changepoint;
 pub mod chart;
 pub mod detector;
 pub mod forecast;
+pub mod iforest;
 pub mod nab;
 pub mod recommend;
 pub mod scaler;
