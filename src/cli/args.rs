@@ -100,6 +100,10 @@ Exit codes: 0 success · 1 error."
     )]
     Recommend(RecommendArgs),
 
+    /// Explain scaling decisions.
+    #[command(subcommand)]
+    Scale(ScaleCommand),
+
     /// List the compliance rules in force, or check a stack against them.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -317,6 +321,9 @@ pub struct EnforceArgs {
     /// Wait this long for the state lock on each reconcile.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+    /// How often scaling is decided for each service whose scaling policy has a load metric.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub scale_interval: Duration,
     /// Log lines on stderr as text or as JSON objects (level filter: CAIRN_LOG, e.g. `debug`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -334,6 +341,35 @@ pub enum ReviewFormat {
     Github,
     /// A pull-request comment, with the plan collapsed.
     Markdown,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScaleCommand {
+    /// Show a service's load history, forecast and scaling decision now, and why.
+    #[command(
+        after_help = "Example:\n  cairn scale explain api examples/quickstart --chart api.svg\n\
+Reads the service's `load` metric over its predictive history (14 days by default), forecasts \
+it over the horizon, and decides replicas as `cairn enforce` would: the reactive (HPA) \
+recommendation, the forecast's, and the constraint that bound the decision (min, max, cost \
+cap, stabilization, scale-in limit, scale to zero). Current replicas come from the recorded \
+state, else the declaration. Writes an SVG chart of the last two days, the forecast and the \
+desired capacity (default SERVICE-scale.svg).\n\
+Exit codes: 0 success · 1 error."
+    )]
+    Explain(ScaleExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleExplainArgs {
+    /// The service, as named in `[scaling.SERVICE]`.
+    pub service: String,
+
+    #[command(flatten)]
+    pub stack: StackArgs,
+
+    /// Where to write the SVG chart (default: SERVICE-scale.svg in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -437,7 +473,7 @@ pub enum AuditCommand {
         #[command(flatten)]
         stack: StackArgs,
         /// Only entries of this action (apply, destroy, import, state rm, override, waiver,
-        /// enforce, failover, failback, alert, config_rejected).
+        /// enforce, failover, failback, alert, config_rejected, scale).
         #[arg(long)]
         action: Option<String>,
         /// Only entries at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).

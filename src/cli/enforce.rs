@@ -30,6 +30,7 @@ pub fn run(a: &EnforceArgs, ui: &Ui) -> CmdResult {
         tokens,
         debounce: a.debounce,
         lock_timeout: a.lock_timeout,
+        scale_interval: a.scale_interval,
     };
     runtime().block_on(enforce::run(settings))?;
     Ok(EXIT_OK)

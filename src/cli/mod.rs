@@ -9,6 +9,7 @@ mod policy;
 mod recommend;
 mod review;
 mod sandbox;
+mod scale;
 mod simulate;
 mod state;
 mod ui;
@@ -87,6 +88,7 @@ fn run(cli: Cli, ui: &Ui) -> CmdResult {
         Command::Destroy(a) => destroy_cmd(a, ui),
         Command::Review(a) => review::run(&a, ui),
         Command::Recommend(a) => recommend::run(&a, ui),
+        Command::Scale(ScaleCommand::Explain(a)) => scale::explain(&a, ui),
         Command::Enforce(a) => enforce::run(&a, ui),
         Command::Policy(c) => policy::run(c, ui),
         Command::Show(a) => show(&a, ui),

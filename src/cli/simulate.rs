@@ -173,10 +173,13 @@ fn policy_name(p: SimPolicy) -> &'static str {
     }
 }
 
+/// A row of the summary table: its label and how a run's cell is written.
+type Row = (&'static str, fn(&Summary) -> String);
+
 /// The summary table: one column per run.
 fn report(a: (&str, &Summary), b: (&str, &Summary)) -> String {
     let pct = |x: f64| format!("{}%", number(x * 100.0));
-    let rows: [(&str, fn(&Summary) -> String); 5] = [
+    let rows: [Row; 5] = [
         ("overload intervals", |s| s.overload_intervals.to_string()),
         ("scaling incidents", |s| s.incidents.to_string()),
         ("unserved demand", |s| number(s.unserved)),

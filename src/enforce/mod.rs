@@ -9,6 +9,7 @@
 pub mod api;
 pub mod failover;
 pub mod health;
+pub mod scaling;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -68,6 +69,8 @@ pub struct Settings {
     /// Quiet time after a file change before reloading.
     pub debounce: Duration,
     pub lock_timeout: Duration,
+    /// How often each service's scaling is decided (services with a load metric).
+    pub scale_interval: Duration,
 }
 
 /// Why a reconcile runs.
@@ -82,6 +85,8 @@ pub enum Trigger {
     Drift { kinds: Vec<ResourceKind> },
     /// Routing of these records changed with their members' health.
     Routing { records: Vec<String> },
+    /// Scaling decided new replicas for these groups.
+    Scaling { groups: Vec<String> },
     /// An operator asked.
     Manual,
 }
@@ -94,6 +99,8 @@ pub struct Shared {
     pub triggers: mpsc::UnboundedSender<Trigger>,
     /// Published overrides of declared routing, by record address.
     overlay: Mutex<BTreeMap<Address, Routing>>,
+    /// Replicas decided by scaling, by group address (kept within the group's min and max).
+    scaled: Mutex<BTreeMap<Address, u32>>,
     /// Health of each probed member: (record, member) → tracker.
     trackers: Mutex<BTreeMap<(String, String), Tracker>>,
     /// Records an operator failed over by hand (kept until failed back by hand).
@@ -107,7 +114,7 @@ pub struct Shared {
 }
 
 /// Events that are actions on DNS or on what is enforced: each is also an audit entry.
-const AUDITED: &[&str] = &["failover", "failback", "alert", "config_rejected"];
+const AUDITED: &[&str] = &["failover", "failback", "alert", "config_rejected", "scale"];
 
 impl Shared {
     pub fn emit(&self, kind: &str, message: String, details: serde_json::Value) {
@@ -248,6 +255,10 @@ fn describe_metrics() {
         "Reconciles that failed at a provider (refresh or change)."
     );
     describe_counter!(
+        "cairn_scaling_decisions_total",
+        "Scaling decisions that changed a service's replicas, by service."
+    );
+    describe_counter!(
         "cairn_config_rejections_total",
         "Edits of the stack's files that were rejected (invalid or failing hard policies)."
     );
@@ -269,6 +280,7 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
         events,
         triggers,
         overlay: Mutex::new(load_overlay(&stack)),
+        scaled: Mutex::new(BTreeMap::new()),
         trackers: Mutex::new(BTreeMap::new()),
         manual: Mutex::new(BTreeMap::new()),
         alerting: Mutex::new(Default::default()),
@@ -302,9 +314,8 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
     tasks.spawn(watch_files(shared.clone()));
     tasks.spawn(drift_timers(shared.clone()));
     tasks.spawn(signals(shared.clone()));
-    let probes = Probes::default();
     shared.trigger(Trigger::Start);
-    reconciler(shared.clone(), rx, stack, probes).await;
+    reconciler(shared.clone(), rx, stack).await;
     shared.emit(
         "stopped",
         "cairn enforce stopped".into(),
@@ -646,13 +657,32 @@ fn route(shared: &Arc<Shared>, record: &Address) {
     });
 }
 
+fn reroute_all(shared: &Arc<Shared>) {
+    for record in &routed_records(shared) {
+        route(shared, record);
+    }
+}
+
+/// The records whose routing has members (and so can fail over).
+fn routed_records(shared: &Shared) -> Vec<Address> {
+    shared
+        .status
+        .lock()
+        .expect("status")
+        .routed
+        .keys()
+        .cloned()
+        .collect()
+}
+
 /// The single reconcile loop: triggers queue up and are merged, one reconcile at a time.
 async fn reconciler(
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Trigger>,
     mut stack: Stack,
-    mut probes: Probes,
 ) {
+    let mut probes = Probes::default();
+    let mut scalers = scaling::Scalers::default();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let first = tokio::select! {
@@ -680,24 +710,16 @@ async fn reconciler(
                 }
             }
             probes.update(&shared, &stack);
+            scalers.update(&shared, &stack);
             // Routing in force was decided from the old declarations (e.g. a changed endpoint
             // of a failed-over record): decide again from the new ones.
-            let routed: Vec<Address> = shared
-                .status
-                .lock()
-                .expect("status")
-                .routed
-                .keys()
-                .cloned()
-                .collect();
+            let routed = routed_records(&shared);
             shared
                 .overlay
                 .lock()
                 .expect("overlay")
                 .retain(|a, _| routed.contains(a));
-            for record in &routed {
-                route(&shared, record);
-            }
+            reroute_all(&shared);
         }
         reconcile(&shared, &stack, &batch).await;
         if shared.shutting_down() {
@@ -707,6 +729,7 @@ async fn reconciler(
     for t in probes.tasks {
         t.abort();
     }
+    scalers.stop();
 }
 
 /// Loads the stack's files again. `Ok(Some)`: a new configuration is accepted; `Ok(None)`:
@@ -764,12 +787,27 @@ fn reject(shared: &Arc<Shared>, diags: Vec<Diag>) {
     );
 }
 
-/// The stack with the failovers in force applied to its records.
-fn effective(stack: &Stack, overlay: &BTreeMap<Address, Routing>) -> Stack {
+/// The stack with the failovers in force applied to its records and the replicas decided
+/// by scaling to its groups.
+fn effective(
+    stack: &Stack,
+    overlay: &BTreeMap<Address, Routing>,
+    scaled: &BTreeMap<Address, u32>,
+) -> Stack {
     let mut s = stack.clone();
     for r in &mut s.resources {
-        if let (Some(routing), Attrs::Record(rec)) = (overlay.get(&r.address), &mut r.attrs) {
-            rec.routing = routing.clone();
+        match &mut r.attrs {
+            Attrs::Record(rec) => {
+                if let Some(routing) = overlay.get(&r.address) {
+                    rec.routing = routing.clone();
+                }
+            }
+            Attrs::Group(g) => {
+                if let Some(n) = scaled.get(&r.address) {
+                    g.desired = (*n).clamp(g.min, g.max);
+                }
+            }
+            Attrs::Zone(_) => {}
         }
     }
     s
@@ -784,7 +822,8 @@ async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
     if !shared.settings.report_only {
         save_overlay(stack, &overlay);
     }
-    let desired = effective(stack, &overlay);
+    let scaled = shared.scaled.lock().expect("scaled").clone();
+    let desired = effective(stack, &overlay, &scaled);
     shared
         .status
         .lock()
@@ -1001,6 +1040,7 @@ fn trigger_label(batch: &[Trigger]) -> String {
             Trigger::Config => "config",
             Trigger::Drift { .. } => "drift",
             Trigger::Routing { .. } => "routing",
+            Trigger::Scaling { .. } => "scaling",
             Trigger::Manual => "manual",
         })
         .collect();
@@ -1019,6 +1059,7 @@ fn filter_for(batch: &[Trigger]) -> Filter {
                 targets.extend(kinds.iter().map(|k| format!("{}.*", k.as_str())))
             }
             Trigger::Routing { records } => targets.extend(records.iter().cloned()),
+            Trigger::Scaling { groups } => targets.extend(groups.iter().cloned()),
             _ => return Filter::default(),
         }
     }

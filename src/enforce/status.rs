@@ -76,6 +76,11 @@ pub struct Status {
     /// Soft and advisory findings of the configuration in force (not enforced by the daemon).
     pub findings: usize,
     pub last_rejection: Option<Rejection>,
+    /// The last scaling decision of each service with a load metric.
+    pub scaling: BTreeMap<String, serde_json::Value>,
+    /// Declared replicas of each group, where scaling starts from.
+    #[serde(skip)]
+    pub group_desired: BTreeMap<Address, u32>,
     /// Declared routing of the records with members, for failover decisions.
     #[serde(skip)]
     pub routed: BTreeMap<Address, Routing>,
@@ -102,6 +107,8 @@ impl Status {
             config_accepted_at: jiff::Timestamp::now(),
             findings: 0,
             last_rejection: None,
+            scaling: BTreeMap::new(),
+            group_desired: BTreeMap::new(),
             routed: BTreeMap::new(),
             seq: 0,
             recent: Default::default(),
@@ -139,6 +146,14 @@ impl Status {
                 Attrs::Record(rec) if !matches!(rec.routing, Routing::Simple { .. }) => {
                     Some((r.address.clone(), rec.routing.clone()))
                 }
+                _ => None,
+            })
+            .collect();
+        self.group_desired = stack
+            .resources
+            .iter()
+            .filter_map(|r| match &r.attrs {
+                Attrs::Group(g) => Some((r.address.clone(), g.desired)),
                 _ => None,
             })
             .collect();

@@ -626,3 +626,80 @@ fn probes_check_the_expected_status_and_body() {
     let detail = status["health"][0]["last_detail"].as_str().unwrap_or("");
     assert_eq!(detail, "body does not contain \"ready\"", "{status}");
 }
+
+#[test]
+fn predictive_scaling_resizes_groups_within_the_cost_cap() {
+    let w = Work::new();
+    // Three days of 5-minute load ending now, a daily wave between 200 and 800 requests/s,
+    // replayed by the sandbox.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut csv = String::from("timestamp,value\n");
+    for k in (0..3 * 288).rev() {
+        let ts = now - now % 300 - k * 300;
+        let phase = (ts % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU;
+        csv.push_str(&format!("{ts},{:.1}\n", 500.0 - 300.0 * phase.cos()));
+    }
+    w.write("s/load.csv", &csv);
+    w.write(
+        "s/stack.toml",
+        r#"[stack]
+name = "s"
+environment = "test"
+
+[[service]]
+name = "api"
+
+  [[service.deployment]]
+  cloud = "aws"
+  region = "eu-west-1"
+  min = 1
+  max = 20
+
+  [[service.deployment]]
+  cloud = "gcp"
+  region = "europe-west1"
+  min = 1
+  max = 20
+
+[scaling.api]
+target_utilization = 0.5
+startup = "5m"
+predictive = { horizon = "30m", history = "3d" }
+cost = { per_replica_hour = 0.1, max_per_hour = 1.5 }
+load = { trace = "load.csv" }
+per_replica = 10
+"#,
+    );
+    let d = Daemon::start(&w, &["--scale-interval", "1s"]);
+    // At least 200/s needs 40 replicas at 50% of 10/s each; the budget pays for 15.
+    d.wait_for("the scaling decision", Duration::from_secs(20), || {
+        d.status(None)["scaling"]["api"]["desired"] == 15
+    });
+    let decision = d.status(None)["scaling"]["api"].clone();
+    assert_eq!(decision["binding"], "cost_cap", "{decision:#}");
+    assert!(
+        decision["predicted"].as_u64().unwrap() >= 40,
+        "{decision:#}"
+    );
+    assert!(decision["confidence"].as_f64().is_some(), "{decision:#}");
+    let desired = |group: &str| {
+        w.json(&["sandbox", "list", "-C", "s"])["objects"][group]["attrs"]["desired"].clone()
+    };
+    d.wait_for("the groups' resize", Duration::from_secs(20), || {
+        desired("aws/group.api@aws/eu-west-1") == 8
+            && desired("gcp/group.api@gcp/europe-west1") == 7
+    });
+    assert!(
+        log(&w).contains("api: the budget of 1.50/h allows 15 replicas"),
+        "{}",
+        log(&w)
+    );
+    let (_, metrics) = d.get("/metrics", None);
+    assert!(
+        metrics.contains("cairn_scaling_decisions_total{service=\"api\"} 1"),
+        "{metrics}"
+    );
+}

@@ -152,3 +152,28 @@ fn the_quickstart_sizes_api_from_its_sandbox_trace() {
     // The minimum comes from `${var.api_min}`: shown, never edited.
     assert!(!out["diff"].as_str().unwrap().contains("min ="), "{out:#}");
 }
+
+#[test]
+fn scale_explain_shows_the_decision_and_saves_a_chart() {
+    let w = Work::quickstart();
+    let out = w.json(&["scale", "explain", "api", "shop", "--chart", "api.svg"]);
+    let d = &out["decision"];
+    // Never below the reactive recommendation; the forecast's is there (a predictive policy
+    // with 14 days of history).
+    assert!(d["desired"].as_u64() >= d["reactive"].as_u64(), "{out:#}");
+    assert!(d["predicted"].as_u64().is_some(), "{out:#}");
+    assert!(
+        out["forecast"]["points"].as_array().unwrap().len() >= 6,
+        "{out:#}"
+    );
+    let svg = std::fs::read_to_string(w.path("api.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("forecast"), "{svg}");
+
+    let r = w.ok(&["scale", "explain", "web", "shop"], 1);
+    assert!(
+        r.stderr
+            .contains("`web`'s scaling policy declares no load metric"),
+        "{}",
+        r.stderr
+    );
+}
