@@ -473,7 +473,7 @@ pub enum AuditCommand {
         #[command(flatten)]
         stack: StackArgs,
         /// Only entries of this action (apply, destroy, import, state rm, override, waiver,
-        /// enforce, failover, failback, alert, config_rejected, scale).
+        /// enforce, failover, failback, alert, config_rejected, scale, route_away).
         #[arg(long)]
         action: Option<String>,
         /// Only entries at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).

@@ -128,6 +128,7 @@ impl Compiler {
         let metrics = self.metrics(&raw);
         let scaling = self.scaling(&raw, &services, &metrics);
         let compliance = self.compliance(&raw);
+        let monitoring = self.monitoring(&raw, &services, &deployments, &metrics);
         self.resolve_depends_on(&raw, &services, &mut resources);
 
         Some(Stack {
@@ -141,6 +142,7 @@ impl Compiler {
             scaling,
             compliance,
             metrics,
+            monitoring,
             files: raw.files.clone(),
             origin: raw.stack.first().map(|e| e.whole()),
             health_expectations: std::mem::take(&mut self.expectations),
@@ -1275,6 +1277,47 @@ impl Compiler {
                 })
             });
             let load = self.load(e, s, metrics);
+            let load_factor = s.load_factor.as_ref().map_or(1.0, |f| {
+                let v = *f.get();
+                if !(v > 0.0 && v.is_finite()) {
+                    self.error(
+                        "config::invalid_value",
+                        format!("load_factor {v} is out of range"),
+                        e.loc(f.span()),
+                        "must be above 0",
+                    );
+                }
+                v
+            });
+            let scale_in_limit = s.scale_in_limit.as_ref().and_then(|l| {
+                let raw = l.get();
+                let percent = *raw.percent.get();
+                if !(percent > 0.0 && percent <= 100.0) {
+                    self.error(
+                        "config::invalid_value",
+                        format!("scale_in_limit.percent {percent} is out of range"),
+                        e.loc(raw.percent.span()),
+                        "must be above 0 and at most 100",
+                    );
+                }
+                let period = self.duration_in(
+                    e,
+                    &raw.period,
+                    Duration::from_secs(1),
+                    day,
+                    "scale_in_limit.period",
+                )?;
+                Some((percent, period))
+            });
+            let scale_to_zero_after = s.scale_to_zero_after.as_ref().and_then(|d| {
+                self.duration_in(
+                    e,
+                    d,
+                    Duration::from_secs(60),
+                    30 * day,
+                    "scale_to_zero_after",
+                )
+            });
             if let (Some(startup), Some(scale_in_stabilization)) = (startup, stabilization) {
                 out.insert(
                     name.get().clone(),
@@ -1285,6 +1328,9 @@ impl Compiler {
                         predictive,
                         cost,
                         load,
+                        load_factor,
+                        scale_in_limit,
+                        scale_to_zero_after,
                         origin: e.loc(name.span()),
                     },
                 );
@@ -1390,6 +1436,135 @@ impl Compiler {
         raw.trace
             .as_ref()
             .map(|t| Metric::Trace(PathBuf::from(t.get())))
+    }
+
+    fn monitoring(
+        &mut self,
+        raw: &RawConfig,
+        services: &[Service],
+        deployments: &BTreeMap<String, Deployment>,
+        metrics: &MetricsConfig,
+    ) -> Vec<Monitor> {
+        self.check_unique(
+            raw.monitoring
+                .iter()
+                .map(|e| (e.value.0.get().clone(), e.loc(e.value.0.span()))),
+            "monitoring entry",
+        );
+        let mut out = Vec::new();
+        for e in &raw.monitoring {
+            let (key, m) = &e.value;
+            let (service, deployment) = match key.get().split_once('@') {
+                Some((svc, _)) => (svc.to_string(), Some(key.get().clone())),
+                None => (key.get().clone(), None),
+            };
+            let known = match &deployment {
+                Some(d) => deployments.contains_key(d),
+                None => services.iter().any(|s| s.name == service),
+            };
+            if !known {
+                let what = if deployment.is_some() {
+                    "deployment"
+                } else {
+                    "service"
+                };
+                let candidates: Vec<&str> = match &deployment {
+                    Some(_) => deployments.keys().map(String::as_str).collect(),
+                    None => services.iter().map(|s| s.name.as_str()).collect(),
+                };
+                let mut d = Diag::error(
+                    "config::unknown_reference",
+                    format!("monitoring of undeclared {what} `{}`", key.get()),
+                )
+                .at(e.loc(key.span()), format!("no such {what}"));
+                if let Some(sug) = suggest(key.get(), &candidates) {
+                    d = d.help(format!("did you mean `{sug}`?"));
+                }
+                self.diags.push(d);
+                continue;
+            }
+            let declared = [
+                ("cpu", &m.cpu),
+                ("memory", &m.memory),
+                ("latency", &m.latency),
+                ("error_rate", &m.error_rate),
+                ("disk", &m.disk),
+                ("network", &m.network),
+            ];
+            let mut watched = Vec::new();
+            let mut ok = true;
+            for (name, metric) in declared {
+                if let Some(metric) = metric {
+                    match self.metric(e, metric, metrics) {
+                        Some(x) => watched.push((name.to_string(), x)),
+                        None => ok = false,
+                    }
+                }
+            }
+            if watched.is_empty() && ok {
+                self.error(
+                    "config::missing_value",
+                    "monitoring watches no metric",
+                    e.loc(key.span()),
+                    "add one of cpu, memory, latency, error_rate, disk, network",
+                );
+                continue;
+            }
+            if let Some(t) = &m.threshold
+                && !(*t.get() > 0.0 && *t.get() < 1.0)
+            {
+                self.error(
+                    "config::invalid_value",
+                    format!("threshold {} is out of range", t.get()),
+                    e.loc(t.span()),
+                    "must be above 0 and below 1",
+                );
+                ok = false;
+            }
+            let on_anomaly = m
+                .on_anomaly
+                .as_ref()
+                .map_or(AnomalyAction::Alert, |a| *a.get());
+            if let (AnomalyAction::RouteAway, None, Some(a)) =
+                (on_anomaly, &deployment, &m.on_anomaly)
+            {
+                self.diags.push(
+                    Diag::error(
+                        "config::invalid_value",
+                        "`route_away` needs a deployment to route away from",
+                    )
+                    .at(e.loc(a.span()), "this entry monitors a whole service")
+                    .help(format!(
+                        "monitor a deployment instead: [monitoring.\"{service}@CLOUD/REGION\"]"
+                    )),
+                );
+                ok = false;
+            }
+            let route_away_for =
+                m.route_away_for
+                    .as_ref()
+                    .map_or(Some(Duration::from_secs(900)), |d| {
+                        self.duration_in(
+                            e,
+                            d,
+                            Duration::from_secs(1),
+                            Duration::from_secs(86_400),
+                            "route_away_for",
+                        )
+                    });
+            if let (true, Some(route_away_for)) = (ok, route_away_for) {
+                out.push(Monitor {
+                    service,
+                    deployment,
+                    metrics: watched,
+                    threshold: m.threshold.as_ref().map(|t| *t.get()),
+                    on_anomaly,
+                    route_away_for,
+                    origin: e.loc(key.span()),
+                });
+            }
+        }
+        out
     }
 
     fn metrics(&mut self, raw: &RawConfig) -> MetricsConfig {

@@ -50,6 +50,7 @@ pub struct RawConfig {
     pub scaling: Vec<Entry<(Sp<String>, RawScaling)>>,
     pub compliance: Vec<Entry<RawCompliance>>,
     pub metrics: Vec<Entry<RawMetrics>>,
+    pub monitoring: Vec<Entry<(Sp<String>, RawMonitoring)>>,
     /// The environment the variables were resolved for.
     pub environment: String,
     /// `(section, name)` of entries that failed to decode: references to them are not
@@ -187,6 +188,7 @@ impl RawConfig {
         self.scaling.extend(o.scaling);
         self.compliance.extend(o.compliance);
         self.metrics.extend(o.metrics);
+        self.monitoring.extend(o.monitoring);
         self.broken.extend(o.broken);
     }
 }
@@ -365,6 +367,16 @@ impl<'i> FileLoader<'_, 'i> {
             "metrics" => {
                 if let Some(v) = self.decode(value, &[Seg::Key(key.into())]) {
                     cfg.metrics.push(self.entry(span, v));
+                }
+            }
+            "monitoring" => {
+                for (name, body) in self.table_entries(value, "monitoring") {
+                    let body_span = body.span();
+                    if let Some(v) =
+                        self.decode(body, &[Seg::Key(key.into()), Seg::Key(name.get().clone())])
+                    {
+                        cfg.monitoring.push(self.entry(body_span, (name, v)));
+                    }
                 }
             }
             other => {

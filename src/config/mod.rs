@@ -33,6 +33,7 @@ pub struct Stack {
     pub scaling: BTreeMap<String, ScalingPolicy>,
     pub compliance: Compliance,
     pub metrics: MetricsConfig,
+    pub monitoring: Vec<Monitor>,
     pub files: Vec<Arc<SourceFile>>,
     /// The `[stack]` table, where stack-wide findings point.
     pub origin: Option<Location>,
@@ -146,6 +147,11 @@ pub struct ScalingPolicy {
     pub cost: Option<Cost>,
     /// The service's load and what one replica serves (both or neither).
     pub load: Option<Load>,
+    /// Multiplies the load before sizing.
+    pub load_factor: f64,
+    /// At most `percent` of the replicas removed per `period`.
+    pub scale_in_limit: Option<(f64, Duration)>,
+    pub scale_to_zero_after: Option<Duration>,
     pub origin: Location,
 }
 
@@ -165,6 +171,20 @@ pub enum Metric {
     File(PathBuf),
     /// A `timestamp,value` CSV the sandbox replays, looping, as the live value.
     Trace(PathBuf),
+}
+
+/// A `[monitoring.KEY]` table: anomaly detection on a service's or a deployment's metrics.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub service: String,
+    /// The deployment (`api@aws/eu-west-1`) when the key names one.
+    pub deployment: Option<String>,
+    /// Metric name (`cpu`, `memory`, `latency`, `error_rate`, `disk`, `network`) and source.
+    pub metrics: Vec<(String, Metric)>,
+    pub threshold: Option<f64>,
+    pub on_anomaly: raw::AnomalyAction,
+    pub route_away_for: Duration,
+    pub origin: Location,
 }
 
 /// The `[metrics]` table.

@@ -85,6 +85,8 @@ pub struct RawFile {
     pub compliance: Option<RawCompliance>,
     /// Where metrics come from: the Prometheus server that `query` metrics are asked of.
     pub metrics: Option<RawMetrics>,
+    /// Anomaly detection per service or deployment (`"api"` or `"api@aws/eu-west-1"`).
+    pub monitoring: Option<BTreeMap<String, RawMonitoring>>,
 }
 
 /// The top-level keys a stack file may have, in the order they are read.
@@ -100,6 +102,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "scaling",
     "compliance",
     "metrics",
+    "monitoring",
 ];
 
 /// A variable's value: any TOML scalar or array.
@@ -395,6 +398,24 @@ pub struct RawScaling {
     pub load: Option<Sp<RawMetric>>,
     /// Load one replica serves at 100% utilization, in the load metric's unit.
     pub per_replica: Option<Sp<f64>>,
+    /// Multiplies the load before sizing (default 1): the share of a shared metric this
+    /// service serves, or a safety margin such as `1.2`.
+    pub load_factor: Option<Sp<f64>>,
+    /// At most this share of the replicas removed per period, e.g.
+    /// `{ percent = 50, period = "5m" }` (default: no limit beyond the stabilization).
+    pub scale_in_limit: Option<Sp<RawScaleInLimit>>,
+    /// Scale to zero replicas once the load has been zero this long, e.g. `30m`; the
+    /// service wakes as soon as load appears again (default: never to zero).
+    pub scale_to_zero_after: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "ScaleInLimit")]
+pub struct RawScaleInLimit {
+    /// Share of the replicas present at the start of a period, above 0 and at most 100.
+    pub percent: Sp<f64>,
+    /// The period, e.g. `5m`.
+    pub period: Sp<String>,
 }
 
 /// A metric's source: exactly one of `query`, `file` or `trace`.
@@ -407,6 +428,33 @@ pub struct RawMetric {
     pub file: Option<Sp<String>>,
     /// Sandbox only: a `timestamp,value` CSV replayed, looping, as the live load.
     pub trace: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "Monitoring")]
+pub struct RawMonitoring {
+    pub cpu: Option<Sp<RawMetric>>,
+    pub memory: Option<Sp<RawMetric>>,
+    pub latency: Option<Sp<RawMetric>>,
+    pub error_rate: Option<Sp<RawMetric>>,
+    pub disk: Option<Sp<RawMetric>>,
+    pub network: Option<Sp<RawMetric>>,
+    /// Anomaly score, above 0 and below 1, at which an alert is raised (default: the
+    /// detector's operating threshold, see docs/anomaly.md).
+    pub threshold: Option<Sp<f64>>,
+    /// What `cairn enforce` does on an alert besides the event: `alert` (nothing more, the
+    /// default) or `route_away` (a deployment only: its routed records answer without it).
+    pub on_anomaly: Option<Sp<AnomalyAction>>,
+    /// How long a deployment is routed away from after an alert (default `15m`).
+    pub route_away_for: Option<Sp<String>>,
+}
+
+/// A self-healing action on an anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyAction {
+    Alert,
+    RouteAway,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

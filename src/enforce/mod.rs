@@ -9,6 +9,7 @@
 pub mod api;
 pub mod failover;
 pub mod health;
+pub mod monitoring;
 pub mod scaling;
 mod status;
 
@@ -101,6 +102,8 @@ pub struct Shared {
     overlay: Mutex<BTreeMap<Address, Routing>>,
     /// Replicas decided by scaling, by group address (kept within the group's min and max).
     scaled: Mutex<BTreeMap<Address, u32>>,
+    /// Deployments routed away from after an anomaly, until a Unix time.
+    routed_away: Mutex<BTreeMap<String, i64>>,
     /// Health of each probed member: (record, member) → tracker.
     trackers: Mutex<BTreeMap<(String, String), Tracker>>,
     /// Records an operator failed over by hand (kept until failed back by hand).
@@ -114,7 +117,14 @@ pub struct Shared {
 }
 
 /// Events that are actions on DNS or on what is enforced: each is also an audit entry.
-const AUDITED: &[&str] = &["failover", "failback", "alert", "config_rejected", "scale"];
+const AUDITED: &[&str] = &[
+    "failover",
+    "failback",
+    "alert",
+    "config_rejected",
+    "scale",
+    "route_away",
+];
 
 impl Shared {
     pub fn emit(&self, kind: &str, message: String, details: serde_json::Value) {
@@ -255,6 +265,10 @@ fn describe_metrics() {
         "Reconciles that failed at a provider (refresh or change)."
     );
     describe_counter!(
+        "cairn_anomalies_total",
+        "Anomaly alerts raised, by monitored service or deployment."
+    );
+    describe_counter!(
         "cairn_scaling_decisions_total",
         "Scaling decisions that changed a service's replicas, by service."
     );
@@ -281,6 +295,7 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
         triggers,
         overlay: Mutex::new(load_overlay(&stack)),
         scaled: Mutex::new(BTreeMap::new()),
+        routed_away: Mutex::new(BTreeMap::new()),
         trackers: Mutex::new(BTreeMap::new()),
         manual: Mutex::new(BTreeMap::new()),
         alerting: Mutex::new(Default::default()),
@@ -593,7 +608,18 @@ fn route(shared: &Arc<Shared>, record: &Address) {
         return;
     };
     let name = record.to_string();
+    let now = jiff::Timestamp::now().as_second();
     let health = |member: &str| {
+        // A deployment routed away from after an anomaly counts as down, whatever its probes.
+        if shared
+            .routed_away
+            .lock()
+            .expect("routed_away")
+            .get(member)
+            .is_some_and(|until| *until > now)
+        {
+            return Health::Unhealthy;
+        }
         shared
             .trackers
             .lock()
@@ -657,6 +683,44 @@ fn route(shared: &Arc<Shared>, record: &Address) {
     });
 }
 
+/// Routes every routed record without `deployment` until `until` (Unix seconds), then
+/// decides again from health. Called on an anomaly with `on_anomaly = "route_away"`.
+fn route_away(shared: &Arc<Shared>, deployment: &str, until: i64) {
+    shared
+        .routed_away
+        .lock()
+        .expect("routed_away")
+        .insert(deployment.to_string(), until);
+    shared.emit(
+        "route_away",
+        format!(
+            "{deployment}: routed away from after an anomaly, until {}",
+            jiff::Timestamp::from_second(until)
+                .map_or_else(|_| until.to_string(), |t| t.to_string())
+        ),
+        serde_json::json!({ "deployment": deployment, "until": until }),
+    );
+    reroute_all(shared);
+    let shared = shared.clone();
+    let deployment = deployment.to_string();
+    tokio::spawn(async move {
+        let wait = until - jiff::Timestamp::now().as_second();
+        tokio::time::sleep(Duration::from_secs(wait.max(0) as u64)).await;
+        let expired = {
+            let mut away = shared.routed_away.lock().expect("routed_away");
+            // A later anomaly may have extended it.
+            let expired = away.get(&deployment) == Some(&until);
+            if expired {
+                away.remove(&deployment);
+            }
+            expired
+        };
+        if expired {
+            reroute_all(&shared);
+        }
+    });
+}
+
 fn reroute_all(shared: &Arc<Shared>) {
     for record in &routed_records(shared) {
         route(shared, record);
@@ -683,6 +747,7 @@ async fn reconciler(
 ) {
     let mut probes = Probes::default();
     let mut scalers = scaling::Scalers::default();
+    let mut monitors = monitoring::Monitors::default();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let first = tokio::select! {
@@ -711,6 +776,7 @@ async fn reconciler(
             }
             probes.update(&shared, &stack);
             scalers.update(&shared, &stack);
+            monitors.update(&shared, &stack);
             // Routing in force was decided from the old declarations (e.g. a changed endpoint
             // of a failed-over record): decide again from the new ones.
             let routed = routed_records(&shared);
@@ -730,6 +796,7 @@ async fn reconciler(
         t.abort();
     }
     scalers.stop();
+    monitors.stop();
 }
 
 /// Loads the stack's files again. `Ok(Some)`: a new configuration is accepted; `Ok(None)`:

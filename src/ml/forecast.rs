@@ -2,7 +2,7 @@
 //! step of the next `horizon`, refitted online from up to `history` of observations.
 //!
 //! The model (chosen by the comparison in docs/scaling.md) is a direct multi-horizon linear
-//! regression, one per step ahead, on features of the log-transformed load: recent level
+//! regression, one per step ahead, on features of the square root of the load: recent level
 //! (last values, 30-minute and 2-hour means), daily seasonality (Fourier terms of the time of
 //! day; from 2 days of data the load 24 hours before the target), weekly seasonality (from 8
 //! days of data: the load 7 days before the target and Fourier terms of the time of week).
@@ -11,8 +11,9 @@
 //! the empirical quantile of the model's own recent out-of-sample errors at that horizon
 //! (a split-conformal bound), so it stays calibrated when the noise changes.
 //!
-//! The log transform makes errors proportional to the load, as they are for request counts,
-//! and keeps forecasts positive; the point forecast is therefore a median, not a mean.
+//! The square root stabilizes the variance of counts (a Poisson count's root has about the
+//! same spread at every level), so one error distribution serves quiet nights and busy days;
+//! it also keeps forecasts positive. The point forecast is therefore a median, not a mean.
 
 use std::collections::VecDeque;
 use std::f64::consts::TAU;
@@ -79,15 +80,15 @@ pub struct Forecast {
 pub struct Forecaster {
     config: ForecastConfig,
     lags: Lags,
-    /// Log-transformed load on a regular grid: `z[i]` is the step `first + i`.
+    /// The load in model space (`to_model`) on a regular grid: `z[i]` is the step `first + i`.
     z: Vec<f64>,
     first: usize,
     /// Unix seconds of grid step 0.
     origin_ts: Option<i64>,
     model: Option<Model>,
-    /// Recent forecasts (origin step, log-space points per horizon) not yet fully checked.
+    /// Recent forecasts (origin step, model-space points per horizon) not yet fully checked.
     issued: VecDeque<(usize, Vec<f64>)>,
-    /// Per horizon, recent out-of-sample errors in log space.
+    /// Per horizon, recent out-of-sample errors in model space.
     residuals: Vec<VecDeque<f64>>,
     /// Last day of (absolute error, actual) pairs in load units, for the confidence.
     recent_errors: VecDeque<(f64, f64)>,
@@ -120,7 +121,7 @@ struct Model {
     fitted_at: usize,
     /// Per horizon: coefficients and intercept.
     coefficients: Vec<(Array1<f64>, f64)>,
-    /// Per horizon: the log-space offset of the upper quantile.
+    /// Per horizon: the model-space offset of the upper quantile.
     upper_offset: Vec<f64>,
     in_sample_wape: f64,
 }
@@ -136,7 +137,7 @@ const MAX_GAP_SECS: i64 = 3600;
 const RIDGE: f64 = 1e-4;
 /// Training rows are subsampled to about this many: neighbouring rows are nearly identical,
 /// and the fit's cost is linear in rows.
-const MAX_ROWS: usize = 1500;
+const MAX_ROWS: usize = 500;
 
 impl Forecaster {
     pub fn new(config: ForecastConfig) -> Forecaster {
@@ -172,7 +173,7 @@ impl Forecaster {
     /// is ignored. A gap of up to an hour is filled with the last value; a longer one
     /// restarts the history.
     pub fn observe(&mut self, p: Point) {
-        let value = p.value.max(0.0).ln_1p();
+        let value = to_model(p.value);
         let Some(origin_ts) = self.origin_ts else {
             self.restart(p.ts, value);
             return;
@@ -232,7 +233,7 @@ impl Forecaster {
     /// Records the errors of earlier forecasts that targeted `step`, just observed.
     fn check_issued(&mut self, step: usize) {
         let actual_z = self.at(step);
-        let actual = actual_z.exp_m1();
+        let actual = from_model(actual_z);
         for (origin, points) in &self.issued {
             let h = step - origin;
             if h >= 1 && h <= points.len() {
@@ -242,7 +243,7 @@ impl Forecaster {
                     r.pop_front();
                 }
                 self.recent_errors
-                    .push_back(((actual - points[h - 1].exp_m1()).abs(), actual));
+                    .push_back(((actual - from_model(points[h - 1])).abs(), actual));
                 if self.recent_errors.len() > self.lags.day * self.lags.horizon {
                     self.recent_errors.pop_front();
                 }
@@ -338,8 +339,8 @@ impl Forecaster {
             let fitted = x.dot(&beta) + intercept;
             let mut in_sample: Vec<f64> = (&y - &fitted).to_vec();
             for (a, f) in y.iter().zip(fitted.iter()) {
-                abs_err += (a.exp_m1() - f.exp_m1()).abs();
-                total += a.exp_m1();
+                abs_err += (from_model(*a) - from_model(*f)).abs();
+                total += from_model(*a);
             }
             let out_of_sample: Vec<f64> = self.residuals[h - 1].iter().copied().collect();
             let errors = if out_of_sample.len() >= MIN_RESIDUALS {
@@ -386,11 +387,11 @@ impl Forecaster {
             self.row(n, h, model.features, &mut row);
             let z = row.iter().zip(beta).map(|(a, b)| a * b).sum::<f64>() + intercept;
             issued.push(z);
-            let point = z.exp_m1().max(0.0);
+            let point = from_model(z);
             points.push(ForecastPoint {
                 ts: self.ts(n + h),
                 point,
-                upper: (z + offset).exp_m1().max(point),
+                upper: from_model(z + offset).max(point),
             });
         }
         let confidence = 1.0 - self.recent_wape().unwrap_or(model.in_sample_wape);
@@ -454,6 +455,16 @@ fn ridge(x: &Array2<f64>, y: &Array1<f64>) -> Option<(Array1<f64>, f64)> {
     beta.iter()
         .all(|b| b.is_finite())
         .then_some((beta, intercept))
+}
+
+/// Loads are modelled as square roots: for counts (requests, events) that stabilizes the
+/// variance, so one error distribution serves every load level.
+fn to_model(load: f64) -> f64 {
+    load.max(0.0).sqrt()
+}
+
+fn from_model(z: f64) -> f64 {
+    z.max(0.0).powi(2)
 }
 
 /// The `q` quantile of `values` (nearest rank), 0 for none.

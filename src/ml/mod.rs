@@ -1,6 +1,7 @@
 //! Machine learning for scaling and monitoring: time series, forecasting, the scaling
 //! simulator, anomaly detection, the NAB harness and recommendations.
 
+pub mod anomaly;
 pub mod changepoint;
 pub mod chart;
 pub mod detector;

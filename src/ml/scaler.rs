@@ -104,15 +104,27 @@ impl Policy {
                     max_per_hour,
                 })
             }),
+            load_factor: p.load_factor,
+            scale_in_limit: p.scale_in_limit.map(|(percent, period)| ScaleInLimit {
+                percent,
+                period_secs: period.as_secs() as i64,
+            }),
+            scale_to_zero_after_secs: p.scale_to_zero_after.map(|d| d.as_secs() as i64),
             ..Policy::new(p.target_utilization, capacity_per_replica)
         }
     }
 
-    /// Replicas that serve `load` at the target utilization.
+    /// Replicas (fractional) that serve `load` at `utilization`.
+    fn replicas_needed(&self, load: f64, utilization: f64) -> f64 {
+        load * self.load_factor / (self.capacity_per_replica * utilization)
+    }
+
+    /// Whole replicas that serve `load` at `utilization`.
     fn replicas_for(&self, load: f64, utilization: f64) -> u32 {
-        let n = load * self.load_factor / (self.capacity_per_replica * utilization);
         // A hair of slack so a load of exactly N replicas' worth is not rounded up to N+1.
-        (n - 1e-9).ceil().clamp(0.0, u32::MAX as f64) as u32
+        (self.replicas_needed(load, utilization) - 1e-9)
+            .ceil()
+            .clamp(0.0, u32::MAX as f64) as u32
     }
 }
 
@@ -224,7 +236,7 @@ impl Scaler {
     ) -> Decision {
         let last_load = load.last().map_or(0.0, |pt| pt.value.max(0.0));
         let reactive = self.reactive(last_load, replicas);
-        let predicted = forecast.map(|f| self.predicted(now, f));
+        let predicted = forecast.map(|f| self.predicted(now, f, replicas.current));
         let recommended = reactive.max(predicted.unwrap_or(0));
 
         let mut desired = recommended;
@@ -308,8 +320,8 @@ impl Scaler {
 
     /// Replicas for the forecast over the lead time: every step from now until replicas
     /// asked for now would be ready must fit its point forecast at the target utilization
-    /// and its upper quantile at full capacity.
-    fn predicted(&self, now: i64, f: &Forecast) -> u32 {
+    /// and its upper quantile at full capacity. Within the tolerance of `current`, `current`.
+    fn predicted(&self, now: i64, f: &Forecast, current: u32) -> u32 {
         let p = &self.policy;
         let window: Vec<_> = f
             .points
@@ -322,14 +334,18 @@ impl Scaler {
         } else {
             window
         };
-        window
+        let need = window
             .iter()
             .map(|pt| {
-                p.replicas_for(pt.point, p.target_utilization)
-                    .max(p.replicas_for(pt.upper, 1.0))
+                p.replicas_needed(pt.point, p.target_utilization)
+                    .max(p.replicas_needed(pt.upper, 1.0))
             })
-            .max()
-            .unwrap_or(0)
+            .fold(0.0, f64::max);
+        // The HPA's tolerance, for the same reason: no change for a few percent.
+        if current > 0 && (need / current as f64 - 1.0).abs() <= p.tolerance {
+            return current;
+        }
+        (need - 1e-9).ceil().max(0.0) as u32
     }
 
     /// The HPA's scale-down stabilization: never below the highest recommendation made in the

@@ -258,6 +258,10 @@ fn scaling_doc(p: &ScalingPolicy) -> Value {
         "predictive.history": p.predictive.as_ref().map(|x| humantime::format_duration(x.history).to_string()),
         "cost.per_replica_hour": p.cost.as_ref().map(|c| c.per_replica_hour),
         "cost.max_per_hour": p.cost.as_ref().and_then(|c| c.max_per_hour),
+        "load_factor": p.load_factor,
+        "scale_in_limit.percent": p.scale_in_limit.map(|(percent, _)| percent),
+        "scale_in_limit.period": p.scale_in_limit.map(|(_, d)| humantime::format_duration(d).to_string()),
+        "scale_to_zero_after": p.scale_to_zero_after.map(|d| humantime::format_duration(d).to_string()),
     })
 }
 

@@ -703,3 +703,77 @@ per_replica = 10
         "{metrics}"
     );
 }
+
+#[test]
+fn an_anomalous_deployment_is_routed_away_from() {
+    let w = Work::new();
+    let (port, _a, _b) = healthy_backends();
+    // Three days of latency ending now for the AWS deployment: about 50 ms with a little
+    // deterministic noise, then 5 s in the last two steps.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut csv = String::from("timestamp,value\n");
+    let mut rng = fastrand::Rng::with_seed(7);
+    for k in (0..3 * 288).rev() {
+        let ts = now - now % 300 - k * 300;
+        let value = if k < 2 {
+            5000.0
+        } else {
+            50.0 + rng.f64() * 5.0
+        };
+        csv.push_str(&format!("{ts},{value:.2}\n"));
+    }
+    w.write("s/latency.csv", &csv);
+    let stack = failover_stack(port, 2).replace(
+        r#"routing = { policy = "failover", primary = "api@aws/eu-west-1", secondary = "api@gcp/europe-west1" }"#,
+        r#"routing = { policy = "weighted", members = [{ target = "api@aws/eu-west-1", weight = 50 }, { target = "api@gcp/europe-west1", weight = 50 }] }"#,
+    );
+    w.write(
+        "s/stack.toml",
+        &format!(
+            "{stack}\n[monitoring.\"api@aws/eu-west-1\"]\nlatency = {{ trace = \"latency.csv\" }}\non_anomaly = \"route_away\"\nroute_away_for = \"1h\"\n"
+        ),
+    );
+    let d = Daemon::start(&w, &["--scale-interval", "1s"]);
+    let weights = || {
+        let list = w.json(&["sandbox", "list", "-C", "s"]);
+        let members =
+            list["objects"]["aws/record.t.example.com/api/A"]["attrs"]["routing"]["members"]
+                .clone();
+        members
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|x| {
+                        (
+                            x["id"].as_str().unwrap_or("").to_string(),
+                            x["weight"].clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    d.wait_for("the route-away", Duration::from_secs(30), || {
+        weights()
+            .iter()
+            .all(|(id, weight)| id != "api@aws/eu-west-1" || *weight == 0)
+            && !weights().is_empty()
+    });
+    let log = log(&w);
+    assert!(log.contains("api@aws/eu-west-1: anomaly score"), "{log}");
+    assert!(log.contains("latency 5000.000"), "{log}");
+    assert!(
+        log.contains("api@aws/eu-west-1: routed away from after an anomaly"),
+        "{log}"
+    );
+    let audit = w
+        .cmd(&["audit", "log", "s", "--json", "--action", "route_away"])
+        .env("CAIRN_AUDIT_KEY", AUDIT_KEY)
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.lines().count(), 1, "{audit}");
+}

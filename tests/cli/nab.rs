@@ -131,8 +131,37 @@ fn errors_say_what_a_nab_tree_is() {
     let r = w.ok(&["nab", "run", &fixtures(), "--detector", "cairn2"], 1);
     assert!(
         r.stderr
-            .contains("[possible values: windowedGaussian, null]"),
+            .contains("[possible values: windowedGaussian, null, cairn]"),
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn cairns_own_detector_runs_in_the_harness_and_beats_the_null_detector() {
+    let w = Work::new();
+    let run = w.json(&[
+        "nab",
+        "run",
+        &fixtures(),
+        "--detector",
+        "cairn",
+        "--results",
+        "out",
+    ]);
+    let results =
+        std::fs::read_to_string(w.path("out/cairn/realTraffic/cairn_speed_7578.csv")).unwrap();
+    assert_eq!(results.lines().count(), 1 + 1127);
+    let scores: Vec<f64> = results
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+    // The first points are learning: no score before there is a forest.
+    assert!(scores[..64].iter().all(|&s| s == 0.0));
+    let standard = &run["profiles"][0];
+    assert_eq!(standard["profile"], "standard");
+    assert!(standard["windows_detected"].as_u64().unwrap() >= 2, "{standard}");
+    assert!(standard["normalized"].as_f64().unwrap() > 20.0, "{standard}");
 }

@@ -256,3 +256,21 @@ fn zone_names_differing_by_a_trailing_dot_are_duplicates_and_durations_are_whole
         "{stderr}"
     );
 }
+
+#[test]
+fn bad_scaling_and_monitoring_values() {
+    insta::assert_snapshot!(invalid(&format!(
+        "{ZONE_AND_SERVICE}
+[scaling.api]
+target_utilization = 0.6
+load_factor = 0
+scale_in_limit = {{ percent = 150, period = \"5m\" }}
+scale_to_zero_after = \"10s\"
+
+[monitoring.\"api@aws/us-east-1\"]
+cpu = {{ file = \"cpu.csv\", query = \"up\" }}
+threshold = 1.5
+on_anomaly = \"route_away\"
+"
+    )));
+}

@@ -1,6 +1,7 @@
 //! The detectors the harness can run, by the names NAB's results use.
 
 use super::gaussian::WindowedGaussian;
+use crate::ml::anomaly::AnomalyDetector;
 use crate::ml::detector::{Detector, SeriesInfo};
 use crate::ml::series::Point;
 
@@ -27,6 +28,7 @@ const DETECTORS: &[(&str, Constructor)] = &[
         |_| Box::new(WindowedGaussian::default()),
     ),
     ("null", |_| Box::new(Null)),
+    ("cairn", |info| Box::new(AnomalyDetector::for_series(info))),
 ];
 
 /// A fresh detector for one series, or `None` for an unknown name.
@@ -62,7 +64,7 @@ mod tests {
         assert!(detector("nope", info).is_none());
         assert_eq!(
             detector_names().collect::<Vec<_>>(),
-            ["windowedGaussian", "null"]
+            ["windowedGaussian", "null", "cairn"]
         );
     }
 }

@@ -1,0 +1,124 @@
+//! Anomaly detection in the daemon: one task per `[monitoring.KEY]` entry. Every interval it
+//! reads the entry's metrics since its last read, feeds them to a `ServiceMonitor` (one
+//! Isolation-Forest detector per metric), raises an `anomaly` event per alert and, for
+//! `on_anomaly = "route_away"`, routes the deployment's records without it for a while.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::Shared;
+use crate::config::raw::AnomalyAction;
+use crate::config::{Monitor, Stack};
+use crate::ml::anomaly::{Metric as Kind, MonitorConfig, ServiceMonitor};
+use crate::ml::source::MetricReader;
+
+/// Metric resolution asked of every source.
+const STEP: i64 = 300;
+/// History read at start to warm the detectors.
+const WARM_UP: i64 = 3 * 86_400;
+
+#[derive(Default)]
+pub struct Monitors {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Monitors {
+    pub fn update(&mut self, shared: &Arc<Shared>, stack: &Stack) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let Ok(reader) = MetricReader::new(&stack.dir, &stack.metrics) else {
+            return; // reported by scaling, which reads the same sources
+        };
+        for m in &stack.monitoring {
+            self.tasks.push(tokio::spawn(monitor_loop(
+                shared.clone(),
+                reader.clone(),
+                m.clone(),
+            )));
+        }
+    }
+
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn kind_of(name: &str) -> Kind {
+    serde_json::from_value(json!(name)).expect("metric names are checked by config")
+}
+
+async fn monitor_loop(shared: Arc<Shared>, reader: MetricReader, m: Monitor) {
+    let key = m.deployment.clone().unwrap_or_else(|| m.service.clone());
+    let mut config = MonitorConfig::default();
+    if let Some(t) = m.threshold {
+        config.threshold = t;
+    }
+    let mut monitor = ServiceMonitor::new(key.clone(), config);
+    let started = jiff::Timestamp::now().as_second();
+    let mut read_until = started - WARM_UP;
+    let mut ticker = tokio::time::interval(shared.settings.scale_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = jiff::Timestamp::now().as_second();
+        // One scrape per timestamp: every metric's value at that time.
+        let mut scrapes: BTreeMap<i64, Vec<(Kind, f64)>> = BTreeMap::new();
+        for (name, metric) in &m.metrics {
+            match reader.range(metric, read_until + 1, now, STEP).await {
+                Ok(s) => {
+                    for p in s.points {
+                        scrapes
+                            .entry(p.ts)
+                            .or_default()
+                            .push((kind_of(name), p.value));
+                    }
+                }
+                Err(e) => tracing::warn!(monitor = key, metric = name, error = %e, "cannot read"),
+            }
+        }
+        if let Some(last) = scrapes.keys().last() {
+            read_until = *last;
+        }
+        for (ts, samples) in scrapes {
+            let Some(alert) = monitor.observe(ts, &samples) else {
+                continue;
+            };
+            // Warm-up history only trains the detectors: what was anomalous days ago is
+            // not acted on now.
+            if ts < started - 2 * STEP {
+                continue;
+            }
+            let metrics: Vec<String> = alert
+                .metrics
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:.3} (score {:.2})",
+                        json!(s.metric).as_str().unwrap_or("?"),
+                        s.value,
+                        s.score
+                    )
+                })
+                .collect();
+            shared.emit(
+                "anomaly",
+                format!(
+                    "{key}: anomaly score {:.2}, confidence {:.0}%: {}",
+                    alert.score,
+                    alert.confidence * 100.0,
+                    metrics.join(", ")
+                ),
+                json!({ "alert": alert }),
+            );
+            metrics::counter!("cairn_anomalies_total", "monitor" => key.clone()).increment(1);
+            if let (AnomalyAction::RouteAway, Some(deployment)) = (m.on_anomaly, &m.deployment) {
+                super::route_away(&shared, deployment, now + m.route_away_for.as_secs() as i64);
+            }
+        }
+    }
+}
