@@ -162,6 +162,12 @@ fn cairns_own_detector_runs_in_the_harness_and_beats_the_null_detector() {
     assert!(scores[..64].iter().all(|&s| s == 0.0));
     let standard = &run["profiles"][0];
     assert_eq!(standard["profile"], "standard");
-    assert!(standard["windows_detected"].as_u64().unwrap() >= 2, "{standard}");
-    assert!(standard["normalized"].as_f64().unwrap() > 20.0, "{standard}");
+    assert!(
+        standard["windows_detected"].as_u64().unwrap() >= 2,
+        "{standard}"
+    );
+    assert!(
+        standard["normalized"].as_f64().unwrap() > 20.0,
+        "{standard}"
+    );
 }
