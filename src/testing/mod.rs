@@ -2,4 +2,5 @@
 //! the same parts.
 
 pub mod backend;
+pub mod contract;
 pub mod faultproxy;
