@@ -1,0 +1,802 @@
+//! A local Azure DNS (ARM, api-version 2018-05-01) for tests and benchmarks: zones and record
+//! sets in memory, served over HTTPS with a certificate from a throwaway CA (azure_core sends
+//! bearer tokens over TLS only).
+//!
+//! Every request is checked against the official contract (`azure-dns-2018-05-01.json`, see
+//! [`super::contract`]) before it is served, and every answer the fake gives is checked too; a
+//! request the contract does not allow gets a 400 and is recorded in [`AzureDnsFake::violations`],
+//! which tests assert empty. Semantics follow Azure DNS: ETags on every record set, `If-Match`
+//! and `If-None-Match: *` (412 when they fail), `$top` paging with an absolute `nextLink`,
+//! SOA and NS record sets at the apex of every zone. Faults at set rates, from a seed: 429 with
+//! `Retry-After`, 500 (half of them after the change was made), dropped connections (before or
+//! after the change), and a concurrent writer that changes a record set's ETag just before a
+//! conditional request for it (so that request gets 412).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+use super::contract::{self, Contract};
+
+/// Fault rates, each 0 to 1 of the requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    pub throttle: f64,
+    /// Seconds in the `Retry-After` of a 429.
+    pub retry_after_secs: u64,
+    pub server_error: f64,
+    pub reset: f64,
+    /// Share of conditional writes whose record set another writer changes first.
+    pub stale_etag: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub subscription: String,
+    pub resource_group: String,
+    /// The bearer token requests must carry.
+    pub token: String,
+    /// Most record sets in one page, whatever `$top` asks (Azure: 100 by default).
+    pub page_size: usize,
+    pub faults: Faults,
+    pub seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            subscription: "00000000-0000-0000-0000-000000000001".into(),
+            resource_group: "cairn-test".into(),
+            token: "test-token".into(),
+            page_size: 100,
+            faults: Faults::default(),
+            seed: 1,
+        }
+    }
+}
+
+/// Counts of what the fake did, to cross-check a client's own counters.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub requests: AtomicU64,
+    pub throttled: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub resets: AtomicU64,
+    pub stale_etags: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct RecordSet {
+    etag: String,
+    /// `properties` as written (TTL, the records, metadata).
+    properties: Value,
+}
+
+#[derive(Debug, Default)]
+struct Zone {
+    etag: String,
+    /// (type, relative name) → record set.
+    records: BTreeMap<(String, String), RecordSet>,
+}
+
+struct Inner {
+    contract: Contract,
+    options: Options,
+    url: String,
+    zones: Mutex<BTreeMap<String, Zone>>,
+    rng: Mutex<fastrand::Rng>,
+    violations: Mutex<Vec<String>>,
+    counts: Counts,
+    etags: AtomicU64,
+}
+
+pub struct AzureDnsFake {
+    /// `https://127.0.0.1:PORT`: the ARM endpoint to give the provider.
+    pub url: String,
+    /// The PEM of the CA that signed the fake's certificate: what clients must trust.
+    pub ca_pem: String,
+    inner: Arc<Inner>,
+}
+
+impl AzureDnsFake {
+    /// Starts the fake on a free loopback port, checking requests against `contract` (the
+    /// parsed `azure-dns-2018-05-01.json`).
+    pub fn start(contract: Contract, options: Options) -> AzureDnsFake {
+        let tls = TestCa::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let inner = Arc::new(Inner {
+            contract,
+            rng: Mutex::new(fastrand::Rng::with_seed(options.seed)),
+            options,
+            url: url.clone(),
+            zones: Mutex::new(BTreeMap::new()),
+            violations: Mutex::new(Vec::new()),
+            counts: Counts::default(),
+            etags: AtomicU64::new(1),
+        });
+        let acceptor = tls.acceptor();
+        let served = inner.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the fake");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (acceptor, inner) = (acceptor.clone(), served.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let service = hyper::service::service_fn(move |req| {
+                            let inner = inner.clone();
+                            async move { inner.handle(req).await }
+                        });
+                        // An error from the service drops the connection: that is the "reset".
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        AzureDnsFake {
+            url,
+            ca_pem: tls.ca_pem,
+            inner,
+        }
+    }
+
+    /// Creates an empty zone (with its apex SOA and NS record sets), as `az network dns zone
+    /// create` would.
+    pub fn add_zone(&self, name: &str) {
+        let mut zones = self.inner.zones.lock().expect("zones");
+        let zone = zones.entry(name.to_string()).or_default();
+        zone.etag = self.inner.next_etag();
+        for (rtype, properties) in apex_records() {
+            let etag = self.inner.next_etag();
+            zone.records
+                .insert((rtype.into(), "@".into()), RecordSet { etag, properties });
+        }
+    }
+
+    /// Writes a record set directly (e.g. one cairn does not own).
+    pub fn put_record(&self, zone: &str, rtype: &str, name: &str, properties: Value) {
+        let etag = self.inner.next_etag();
+        let mut zones = self.inner.zones.lock().expect("zones");
+        zones
+            .get_mut(zone)
+            .expect("add_zone first")
+            .records
+            .insert((rtype.into(), name.into()), RecordSet { etag, properties });
+    }
+
+    /// The zone's record sets: (type, relative name, properties).
+    pub fn records(&self, zone: &str) -> Vec<(String, String, Value)> {
+        let zones = self.inner.zones.lock().expect("zones");
+        zones.get(zone).map_or_else(Vec::new, |z| {
+            z.records
+                .iter()
+                .map(|((t, n), r)| (t.clone(), n.clone(), r.properties.clone()))
+                .collect()
+        })
+    }
+
+    /// Requests and answers the contract did not allow, in order.
+    pub fn violations(&self) -> Vec<String> {
+        self.inner.violations.lock().expect("violations").clone()
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.inner.counts
+    }
+}
+
+/// What a handler decided: an answer, or a dropped connection.
+enum Outcome {
+    Answer(u16, Option<Value>, Vec<(&'static str, String)>),
+    Reset,
+}
+
+fn error(status: u16, code: &str, message: impl Into<String>) -> Outcome {
+    Outcome::Answer(
+        status,
+        Some(json!({ "error": { "code": code, "message": message.into() } })),
+        Vec::new(),
+    )
+}
+
+impl Inner {
+    fn next_etag(&self) -> String {
+        let n = self.etags.fetch_add(1, Ordering::Relaxed);
+        format!("00000000-0000-0000-0000-{n:012x}")
+    }
+
+    fn draw(&self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.lock().expect("rng").f64() < rate
+    }
+
+    fn violation(&self, v: String) {
+        self.violations.lock().expect("violations").push(v);
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+        self.counts.requests.fetch_add(1, Ordering::Relaxed);
+        let method = req.method().as_str().to_string();
+        let path = percent_decode(req.uri().path());
+        let query: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| {
+                q.split('&')
+                    .filter(|kv| !kv.is_empty())
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        (percent_decode(k), percent_decode(v))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_lowercase(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let bytes = req
+            .into_body()
+            .collect()
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes();
+        let body: Option<Value> = if bytes.is_empty() {
+            None
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.violation(format!("{method} {path}: body is not JSON: {e}"));
+                    return Ok(respond(400, None, &[]));
+                }
+            }
+        };
+        let request = contract::Request {
+            method: &method,
+            path: &path,
+            query: &query,
+            headers: &headers,
+            body: body.as_ref(),
+        };
+        let matched = match self.contract.check_request(&request) {
+            Ok(m) => m,
+            Err(v) => {
+                self.violation(v.0.clone());
+                let Outcome::Answer(status, body, _) = error(400, "BadRequest", v.0) else {
+                    unreachable!()
+                };
+                return Ok(respond(status, body.as_ref(), &[]));
+            }
+        };
+        let outcome = self.serve(&matched, &request);
+        match outcome {
+            Outcome::Reset => Err(std::io::Error::other("connection dropped by the fake")),
+            Outcome::Answer(status, body, extra) => {
+                if let Err(v) =
+                    self.contract
+                        .check_response(matched.operation, status, body.as_ref())
+                {
+                    self.violation(format!("the fake's own answer: {v}"));
+                }
+                Ok(respond(status, body.as_ref(), &extra))
+            }
+        }
+    }
+
+    /// Auth, faults, then the operation.
+    fn serve(&self, m: &contract::Matched<'_>, req: &contract::Request<'_>) -> Outcome {
+        let bearer = format!("Bearer {}", self.options.token);
+        if contract_header(req, "authorization") != Some(bearer.as_str()) {
+            return error(401, "AuthenticationFailed", "missing or wrong bearer token");
+        }
+        let p = &m.path_params;
+        if p["subscriptionId"] != self.options.subscription
+            || !p["resourceGroupName"].eq_ignore_ascii_case(&self.options.resource_group)
+        {
+            return error(404, "ResourceGroupNotFound", "no such resource group");
+        }
+        let f = self.options.faults;
+        if self.draw(f.throttle) {
+            self.counts.throttled.fetch_add(1, Ordering::Relaxed);
+            let Outcome::Answer(s, b, _) = error(429, "TooManyRequests", "throttled") else {
+                unreachable!()
+            };
+            return Outcome::Answer(s, b, vec![("retry-after", f.retry_after_secs.to_string())]);
+        }
+        let reset = self.draw(f.reset);
+        let failed = self.draw(f.server_error);
+        let after = self.draw(0.5);
+        if (reset || failed) && !after {
+            return self.fault(reset);
+        }
+        let outcome = self.operation(m, req);
+        if reset || failed {
+            return self.fault(reset);
+        }
+        outcome
+    }
+
+    fn fault(&self, reset: bool) -> Outcome {
+        if reset {
+            self.counts.resets.fetch_add(1, Ordering::Relaxed);
+            Outcome::Reset
+        } else {
+            self.counts.server_errors.fetch_add(1, Ordering::Relaxed);
+            error(500, "InternalServerError", "injected server error")
+        }
+    }
+
+    fn operation(&self, m: &contract::Matched<'_>, req: &contract::Request<'_>) -> Outcome {
+        let p = &m.path_params;
+        let zone_name = p["zoneName"].trim_end_matches('.').to_string();
+        let mut zones = self.zones.lock().expect("zones");
+        let op = m.operation.id.as_str();
+        if op == "Zones_Get" {
+            return match zones.get(&zone_name) {
+                Some(z) => Outcome::Answer(200, Some(self.zone_json(&zone_name, z)), Vec::new()),
+                None => error(
+                    404,
+                    "ResourceNotFound",
+                    format!("zone {zone_name} not found"),
+                ),
+            };
+        }
+        let Some(zone) = zones.get_mut(&zone_name) else {
+            return error(
+                404,
+                "ResourceNotFound",
+                format!("zone {zone_name} not found"),
+            );
+        };
+        match op {
+            "RecordSets_ListAllByDnsZone"
+            | "RecordSets_ListByDnsZone"
+            | "RecordSets_ListByType" => {
+                let only = p.get("recordType");
+                let all: Vec<(&(String, String), &RecordSet)> = zone
+                    .records
+                    .iter()
+                    .filter(|((t, _), _)| only.is_none_or(|o| o == t))
+                    .collect();
+                let top = contract_query(req, "$top")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(100usize)
+                    .clamp(1, self.options.page_size);
+                let skip: usize = contract_query(req, "$skipToken")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let value: Vec<Value> = all
+                    .iter()
+                    .skip(skip)
+                    .take(top)
+                    .map(|((t, n), r)| self.record_json(&zone_name, t, n, r))
+                    .collect();
+                let mut body = json!({ "value": value });
+                if skip + top < all.len() {
+                    body["nextLink"] = json!(format!(
+                        "{}{}?api-version=2018-05-01&$top={top}&$skipToken={}",
+                        self.url,
+                        req.path,
+                        skip + top
+                    ));
+                }
+                Outcome::Answer(200, Some(body), Vec::new())
+            }
+            "RecordSets_Get" | "RecordSets_CreateOrUpdate" | "RecordSets_Delete" => {
+                let key = (p["recordType"].clone(), p["relativeRecordSetName"].clone());
+                let if_match = contract_header(req, "if-match");
+                if let (Some(_), Some(existing)) = (if_match, zone.records.get_mut(&key))
+                    && self.draw(self.options.faults.stale_etag)
+                {
+                    // Another writer got there first.
+                    self.counts.stale_etags.fetch_add(1, Ordering::Relaxed);
+                    existing.etag = self.next_etag();
+                }
+                let current = zone.records.get(&key).map(|r| r.etag.clone());
+                if let Some(want) = if_match
+                    && want != "*"
+                    && current.as_deref() != Some(want)
+                {
+                    return error(412, "PreconditionFailed", "the etag does not match");
+                }
+                match op {
+                    "RecordSets_Get" => match zone.records.get(&key) {
+                        Some(r) => Outcome::Answer(
+                            200,
+                            Some(self.record_json(&zone_name, &key.0, &key.1, r)),
+                            Vec::new(),
+                        ),
+                        None => error(404, "NotFound", "record set not found"),
+                    },
+                    "RecordSets_Delete" => {
+                        let status = if zone.records.remove(&key).is_some() {
+                            200
+                        } else {
+                            204
+                        };
+                        zone.etag = self.next_etag();
+                        Outcome::Answer(status, None, Vec::new())
+                    }
+                    _ => {
+                        if contract_header(req, "if-none-match") == Some("*") && current.is_some() {
+                            return error(412, "PreconditionFailed", "the record set exists");
+                        }
+                        let mut properties =
+                            req.body.map_or(json!({}), |b| b["properties"].clone());
+                        if let Some(obj) = properties.as_object_mut() {
+                            obj.remove("fqdn");
+                            obj.remove("provisioningState");
+                        }
+                        let r = RecordSet {
+                            etag: self.next_etag(),
+                            properties,
+                        };
+                        let body = self.record_json(&zone_name, &key.0, &key.1, &r);
+                        let status = if current.is_some() { 200 } else { 201 };
+                        zone.records.insert(key, r);
+                        zone.etag = self.next_etag();
+                        Outcome::Answer(status, Some(body), Vec::new())
+                    }
+                }
+            }
+            other => error(
+                400,
+                "NotImplemented",
+                format!("the fake does not serve {other}"),
+            ),
+        }
+    }
+
+    fn prefix(&self, zone: &str) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/dnszones/{zone}",
+            self.options.subscription, self.options.resource_group
+        )
+    }
+
+    fn zone_json(&self, name: &str, z: &Zone) -> Value {
+        json!({
+            "id": self.prefix(name),
+            "name": name,
+            "type": "Microsoft.Network/dnszones",
+            "location": "global",
+            "etag": z.etag,
+            "properties": {
+                "maxNumberOfRecordSets": 10000,
+                "numberOfRecordSets": z.records.len(),
+                "nameServers": ["ns1-01.azure-dns.com.", "ns2-01.azure-dns.net."],
+            },
+        })
+    }
+
+    fn record_json(&self, zone: &str, rtype: &str, name: &str, r: &RecordSet) -> Value {
+        let mut properties = r.properties.clone();
+        let fqdn = if name == "@" {
+            format!("{zone}.")
+        } else {
+            format!("{name}.{zone}.")
+        };
+        if let Some(obj) = properties.as_object_mut() {
+            obj.insert("fqdn".into(), json!(fqdn));
+            obj.insert("provisioningState".into(), json!("Succeeded"));
+        }
+        json!({
+            "id": format!("{}/{rtype}/{name}", self.prefix(zone)),
+            "name": name,
+            "type": format!("Microsoft.Network/dnszones/{rtype}"),
+            "etag": r.etag,
+            "properties": properties,
+        })
+    }
+}
+
+fn contract_header<'a>(req: &contract::Request<'a>, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn contract_query<'a>(req: &contract::Request<'a>, name: &str) -> Option<&'a str> {
+    req.query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn apex_records() -> [(&'static str, Value); 2] {
+    [
+        (
+            "SOA",
+            json!({ "TTL": 3600, "SOARecord": {
+                "host": "ns1-01.azure-dns.com.", "email": "azuredns-hostmaster.microsoft.com",
+                "serialNumber": 1, "refreshTime": 3600, "retryTime": 300, "expireTime": 2419200,
+                "minimumTTL": 300 } }),
+        ),
+        (
+            "NS",
+            json!({ "TTL": 172800, "NSRecords": [
+                { "nsdname": "ns1-01.azure-dns.com." }, { "nsdname": "ns2-01.azure-dns.net." } ] }),
+        ),
+    ]
+}
+
+fn respond(status: u16, body: Option<&Value>, extra: &[(&str, String)]) -> Response<Full<Bytes>> {
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(status).expect("a status"))
+        .header("x-ms-request-id", uuid::Uuid::new_v4().to_string());
+    if let Some(etag) = body.and_then(|b| b.get("etag")).and_then(Value::as_str) {
+        b = b.header("etag", etag);
+    }
+    for (k, v) in extra {
+        b = b.header(*k, v);
+    }
+    let bytes = match body {
+        Some(v) => {
+            b = b.header("content-type", "application/json; charset=utf-8");
+            Bytes::from(serde_json::to_vec(v).expect("JSON"))
+        }
+        None => Bytes::new(),
+    };
+    b.body(Full::new(bytes)).expect("a response")
+}
+
+/// `%xx` decoding of a path or query component (`+` is left as is: ARM paths keep it).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A throwaway CA and a certificate it signed for 127.0.0.1 and localhost.
+struct TestCa {
+    ca_pem: String,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::CrlSign,
+        ];
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let ca_cert = ca.self_signed(&ca_key).expect("a CA certificate");
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("leaf params");
+        leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate().expect("a leaf key");
+        let cert = leaf
+            .signed_by(&leaf_key, &issuer)
+            .expect("a leaf certificate");
+        TestCa {
+            ca_pem: ca_cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_der: leaf_key.serialize_der(),
+        }
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.cert_der.clone().into()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(self.key_der.clone().into()),
+            )
+            .expect("a server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(faults: Faults) -> AzureDnsFake {
+        let path = format!(
+            "{}/tests/fixtures/contracts/azure-dns-2018-05-01.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let fake = AzureDnsFake::start(
+            Contract::openapi2(&doc).unwrap(),
+            Options {
+                page_size: 2,
+                faults,
+                ..Options::default()
+            },
+        );
+        fake.add_zone("example.com");
+        fake
+    }
+
+    fn client(fake: &AzureDnsFake) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(fake.ca_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap()
+    }
+
+    fn url(fake: &AzureDnsFake, tail: &str) -> String {
+        let o = Options::default();
+        format!(
+            "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/dnsZones/example.com{tail}?api-version=2018-05-01",
+            fake.url, o.subscription, o.resource_group
+        )
+    }
+
+    #[tokio::test]
+    async fn record_sets_are_written_with_etags_and_listed_in_pages_over_tls() {
+        let fake = fake(Faults::default());
+        let http = client(&fake);
+        let put = |name: &str, etag: Option<&str>, none_match: bool| {
+            let mut r = http
+                .put(url(&fake, &format!("/A/{name}")))
+                .bearer_auth("test-token")
+                .json(&json!({ "properties": { "TTL": 60, "ARecords": [{ "ipv4Address": "192.0.2.1" }] } }));
+            if let Some(e) = etag {
+                r = r.header("if-match", e);
+            }
+            if none_match {
+                r = r.header("if-none-match", "*");
+            }
+            r.send()
+        };
+        let created = put("www", None, true).await.unwrap();
+        assert_eq!(created.status(), 201);
+        let etag = created.headers()["etag"].to_str().unwrap().to_string();
+        assert_eq!(put("www", None, true).await.unwrap().status(), 412);
+        assert_eq!(
+            put("www", Some("stale"), false).await.unwrap().status(),
+            412
+        );
+        assert_eq!(put("www", Some(&etag), false).await.unwrap().status(), 200);
+        put("api", None, true).await.unwrap();
+
+        // SOA, NS, api, www: two pages of two.
+        let mut names = Vec::new();
+        let mut next = Some(url(&fake, "/all"));
+        while let Some(u) = next {
+            let page: Value = http
+                .get(u)
+                .bearer_auth("test-token")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            names.extend(page["value"].as_array().unwrap().iter().map(|r| {
+                format!(
+                    "{} {}",
+                    r["type"].as_str().unwrap(),
+                    r["name"].as_str().unwrap()
+                )
+            }));
+            next = page["nextLink"].as_str().map(str::to_string);
+        }
+        assert_eq!(
+            names,
+            [
+                "Microsoft.Network/dnszones/A api",
+                "Microsoft.Network/dnszones/A www",
+                "Microsoft.Network/dnszones/NS @",
+                "Microsoft.Network/dnszones/SOA @"
+            ]
+        );
+        let unauthorized = http.get(url(&fake, "/all")).send().await.unwrap();
+        assert_eq!(unauthorized.status(), 401);
+        assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    }
+
+    #[tokio::test]
+    async fn a_request_outside_the_contract_is_refused_and_recorded() {
+        let fake = fake(Faults::default());
+        let r = client(&fake)
+            .put(url(&fake, "/A/www"))
+            .bearer_auth("test-token")
+            .json(&json!({ "properties": { "ttl": 60 } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v = fake.violations();
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].contains("RecordSets_CreateOrUpdate") && v[0].contains("ttl"),
+            "{v:?}"
+        );
+        assert!(fake.records("example.com").iter().all(|(_, n, _)| n == "@"));
+    }
+
+    #[tokio::test]
+    async fn injected_faults_are_throttling_errors_and_resets() {
+        let fake = fake(Faults {
+            throttle: 0.3,
+            retry_after_secs: 7,
+            server_error: 0.2,
+            reset: 0.2,
+            ..Faults::default()
+        });
+        let http = client(&fake);
+        let (mut throttled, mut errors, mut resets, mut ok) = (0, 0, 0, 0);
+        for _ in 0..60 {
+            match http
+                .get(url(&fake, "/all"))
+                .bearer_auth("test-token")
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == 429 => {
+                    assert_eq!(r.headers()["retry-after"], "7");
+                    throttled += 1;
+                }
+                Ok(r) if r.status() == 500 => errors += 1,
+                Ok(r) if r.status() == 200 => ok += 1,
+                Ok(r) => panic!("unexpected {}", r.status()),
+                Err(_) => resets += 1,
+            }
+        }
+        assert!(throttled > 0 && errors > 0 && resets > 0 && ok > 0);
+        let c = fake.counts();
+        assert_eq!(c.throttled.load(Ordering::Relaxed), throttled);
+        assert_eq!(c.server_errors.load(Ordering::Relaxed), errors);
+        assert_eq!(c.resets.load(Ordering::Relaxed), resets);
+    }
+}
