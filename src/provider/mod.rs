@@ -3,6 +3,7 @@
 //! refresh by listing, and count their API calls.
 
 pub mod aws;
+pub mod azure;
 pub mod sandbox;
 
 use std::collections::HashSet;

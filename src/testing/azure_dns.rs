@@ -82,6 +82,7 @@ struct RecordSet {
 #[derive(Debug, Default)]
 struct Zone {
     etag: String,
+    tags: BTreeMap<String, String>,
     /// (type, relative name) → record set.
     records: BTreeMap<(String, String), RecordSet>,
 }
@@ -167,14 +168,13 @@ impl AzureDnsFake {
     /// Creates an empty zone (with its apex SOA and NS record sets), as `az network dns zone
     /// create` would.
     pub fn add_zone(&self, name: &str) {
-        let mut zones = self.inner.zones.lock().expect("zones");
-        let zone = zones.entry(name.to_string()).or_default();
-        zone.etag = self.inner.next_etag();
-        for (rtype, properties) in apex_records() {
-            let etag = self.inner.next_etag();
-            zone.records
-                .insert((rtype.into(), "@".into()), RecordSet { etag, properties });
-        }
+        self.inner.add_zone_locked(name);
+    }
+
+    /// The zone's tags.
+    pub fn zone_tags(&self, name: &str) -> BTreeMap<String, String> {
+        let zones = self.inner.zones.lock().expect("zones");
+        zones.get(name).map(|z| z.tags.clone()).unwrap_or_default()
     }
 
     /// Writes a record set directly (e.g. one cairn does not own).
@@ -224,6 +224,17 @@ fn error(status: u16, code: &str, message: impl Into<String>) -> Outcome {
 }
 
 impl Inner {
+    fn add_zone_locked(&self, name: &str) {
+        let mut zones = self.zones.lock().expect("zones");
+        let zone = zones.entry(name.to_string()).or_default();
+        zone.etag = self.next_etag();
+        for (rtype, properties) in apex_records() {
+            let etag = self.next_etag();
+            zone.records
+                .insert((rtype.into(), "@".into()), RecordSet { etag, properties });
+        }
+    }
+
     fn next_etag(&self) -> String {
         let n = self.etags.fetch_add(1, Ordering::Relaxed);
         format!("00000000-0000-0000-0000-{n:012x}")
@@ -273,6 +284,12 @@ impl Inner {
             .await
             .map_err(std::io::Error::other)?
             .to_bytes();
+        // Entra ID's token endpoint (client credentials), which azure_identity's
+        // ClientSecretCredential calls when AZURE_AUTHORITY_HOST points here. It is not part
+        // of the DNS contract.
+        if method == "POST" && path.ends_with("/oauth2/v2.0/token") {
+            return Ok(self.token(&bytes));
+        }
         let body: Option<Value> = if bytes.is_empty() {
             None
         } else {
@@ -314,6 +331,28 @@ impl Inner {
                 Ok(respond(status, body.as_ref(), &extra))
             }
         }
+    }
+
+    fn token(&self, form: &[u8]) -> Response<Full<Bytes>> {
+        let form = String::from_utf8_lossy(form);
+        let field = |k: &str| {
+            form.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| percent_decode(&v.replace('+', " ")))
+        };
+        let ok = field("grant_type").as_deref() == Some("client_credentials")
+            && field("client_id").is_some()
+            && field("client_secret").as_deref() == Some(self.options.token.as_str())
+            && field("scope").is_some_and(|s| s.contains("https://management.azure.com/.default"));
+        if !ok {
+            self.violation(format!("token request not understood: {form}"));
+            let body = json!({ "error": "invalid_client", "error_description": "wrong secret" });
+            return respond(401, Some(&body), &[]);
+        }
+        let body = json!({ "token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
+                           "access_token": self.options.token });
+        respond(200, Some(&body), &[])
     }
 
     /// Auth, faults, then the operation.
@@ -493,6 +532,7 @@ impl Inner {
             "name": name,
             "type": "Microsoft.Network/dnszones",
             "location": "global",
+            "tags": z.tags,
             "etag": z.etag,
             "properties": {
                 "maxNumberOfRecordSets": 10000,
