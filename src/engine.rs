@@ -57,6 +57,7 @@ pub fn target_of(stack: &Stack) -> Result<Target, Diag> {
             .collect(),
         scope: scope_of(stack),
         aws: stack.providers.aws.clone(),
+        azure: stack.providers.azure.clone(),
     })
 }
 
@@ -89,13 +90,24 @@ pub async fn providers(target: &Target) -> Result<ProviderSet, Diag> {
         set.by_kind
             .insert(ProviderKind::Aws, Arc::new(provider) as Arc<dyn Provider>);
     }
+    if let Some(azure) = &target.azure {
+        let provider = crate::provider::azure::Azure::new(azure)
+            .map_err(|e| Diag::error("provider::azure", e))?;
+        set.by_kind
+            .insert(ProviderKind::Azure, Arc::new(provider) as Arc<dyn Provider>);
+    }
     Ok(set)
 }
 
 /// Refuses, before anything is locked or written, a stack whose resources need a provider
 /// this version cannot serve.
 pub fn check_providers(stack: &Stack) -> Result<(), Diag> {
-    let served = |k: ProviderKind| matches!(k, ProviderKind::Sandbox | ProviderKind::Aws);
+    let served = |k: ProviderKind| {
+        matches!(
+            k,
+            ProviderKind::Sandbox | ProviderKind::Aws | ProviderKind::Azure
+        )
+    };
     match stack.resources.iter().find(|r| !served(r.provider.kind)) {
         Some(r) => {
             let cloud = r.provider.cloud;

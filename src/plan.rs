@@ -120,6 +120,8 @@ pub struct Target {
     /// Settings of the real providers in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<crate::config::AwsSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<crate::config::AzureSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -108,7 +108,7 @@ pub struct AwsSettings {
     pub insync_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AzureSettings {
     pub subscription_id: String,
     pub resource_group: String,

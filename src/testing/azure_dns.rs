@@ -403,15 +403,61 @@ impl Inner {
         let zone_name = p["zoneName"].trim_end_matches('.').to_string();
         let mut zones = self.zones.lock().expect("zones");
         let op = m.operation.id.as_str();
-        if op == "Zones_Get" {
-            return match zones.get(&zone_name) {
-                Some(z) => Outcome::Answer(200, Some(self.zone_json(&zone_name, z)), Vec::new()),
-                None => error(
-                    404,
-                    "ResourceNotFound",
-                    format!("zone {zone_name} not found"),
-                ),
-            };
+        match op {
+            "Zones_Get" => {
+                return match zones.get(&zone_name) {
+                    Some(z) => {
+                        Outcome::Answer(200, Some(self.zone_json(&zone_name, z)), Vec::new())
+                    }
+                    None => error(
+                        404,
+                        "ResourceNotFound",
+                        format!("zone {zone_name} not found"),
+                    ),
+                };
+            }
+            "Zones_CreateOrUpdate" | "Zones_Update" => {
+                let exists = zones.contains_key(&zone_name);
+                if op == "Zones_Update" && !exists {
+                    return error(
+                        404,
+                        "ResourceNotFound",
+                        format!("zone {zone_name} not found"),
+                    );
+                }
+                if contract_header(req, "if-none-match") == Some("*") && exists {
+                    return error(412, "PreconditionFailed", "the zone exists");
+                }
+                if !exists {
+                    drop(zones);
+                    self.add_zone_locked(&zone_name);
+                    zones = self.zones.lock().expect("zones");
+                }
+                let zone = zones.get_mut(&zone_name).expect("just made");
+                if let Some(tags) = req.body.and_then(|b| b["tags"].as_object()) {
+                    zone.tags = tags
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect();
+                }
+                zone.etag = self.next_etag();
+                let status = if exists || op == "Zones_Update" {
+                    200
+                } else {
+                    201
+                };
+                let body = self.zone_json(&zone_name, zone);
+                return Outcome::Answer(status, Some(body), Vec::new());
+            }
+            "Zones_Delete" => {
+                let status = if zones.remove(&zone_name).is_some() {
+                    200
+                } else {
+                    204
+                };
+                return Outcome::Answer(status, None, Vec::new());
+            }
+            _ => {}
         }
         let Some(zone) = zones.get_mut(&zone_name) else {
             return error(

@@ -4,6 +4,7 @@
 mod apply;
 mod audit;
 mod aws;
+mod azure;
 mod crash;
 mod enforce;
 mod lock;
