@@ -11,7 +11,7 @@ use cairn::testing::contract::Contract;
 
 use crate::Work;
 
-fn fake(faults: Faults) -> AzureDnsFake {
+pub fn fake(faults: Faults) -> AzureDnsFake {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/contracts/azure-dns-2018-05-01.json"
@@ -26,17 +26,39 @@ fn fake(faults: Faults) -> AzureDnsFake {
     )
 }
 
-/// `cairn` with the fake's CA trusted and a service principal whose secret the fake accepts.
-fn cmd(w: &Work, fake: &AzureDnsFake, args: &[&str]) -> Command {
+/// The environment that makes `cairn` trust the fake's CA and log in as a service principal
+/// whose secret the fake accepts.
+pub fn env(w: &Work, fake: &AzureDnsFake) -> Vec<(String, String)> {
     let ca = w.path("azure-ca.pem");
     std::fs::write(&ca, &fake.ca_pem).unwrap();
+    [
+        ("SSL_CERT_FILE", ca.display().to_string()),
+        ("AZURE_AUTHORITY_HOST", fake.url.clone()),
+        (
+            "AZURE_TENANT_ID",
+            "00000000-0000-0000-0000-0000000000aa".into(),
+        ),
+        ("AZURE_CLIENT_ID", "cairn-test".into()),
+        ("AZURE_CLIENT_SECRET", Options::default().token),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn cmd(w: &Work, fake: &AzureDnsFake, args: &[&str]) -> Command {
     let mut c = w.cmd(args);
-    c.env("SSL_CERT_FILE", &ca)
-        .env("AZURE_AUTHORITY_HOST", &fake.url)
-        .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa")
-        .env("AZURE_CLIENT_ID", "cairn-test")
-        .env("AZURE_CLIENT_SECRET", Options::default().token);
+    c.envs(env(w, fake));
     c
+}
+
+/// A stack on the fake: `[provider.azure]` and `body`.
+pub fn stack_with(fake: &AzureDnsFake, body: &str) -> String {
+    let o = Options::default();
+    format!(
+        "[stack]\nname = \"az\"\nenvironment = \"test\"\n\n[provider.azure]\nsubscription_id = \"{}\"\nresource_group = \"{}\"\nendpoint = \"{}\"\n\n{body}",
+        o.subscription, o.resource_group, fake.url
+    )
 }
 
 fn run(w: &Work, fake: &AzureDnsFake, args: &[&str], code: i32) -> crate::Run {
@@ -50,18 +72,9 @@ fn run(w: &Work, fake: &AzureDnsFake, args: &[&str], code: i32) -> crate::Run {
 }
 
 fn stack(fake: &AzureDnsFake) -> String {
-    let o = Options::default();
-    format!(
-        r#"[stack]
-name = "az"
-environment = "test"
-
-[provider.azure]
-subscription_id = "{}"
-resource_group = "{}"
-endpoint = "{}"
-
-[[zone]]
+    stack_with(
+        fake,
+        r#"[[zone]]
 name = "az.example.com"
 cloud = "azure"
 
@@ -86,7 +99,6 @@ type = "TXT"
 ttl = 300
 values = ["v=spf1 -all"]
 "#,
-        o.subscription, o.resource_group, fake.url
     )
 }
 

@@ -92,12 +92,17 @@ const AUDIT_KEY: &str = "k1:0123456789abcdef-audit";
 
 impl Daemon {
     fn start(w: &Work, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(w, extra, &[])
+    }
+
+    fn start_with_env(w: &Work, extra: &[&str], env: &[(String, String)]) -> Daemon {
         let api = free_addr();
         let listen = api.to_string();
         let mut args = vec!["enforce", "s", "--listen", &listen, "--probes", "network"];
         args.extend_from_slice(extra);
         let child = w
             .cmd(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("CAIRN_AUDIT_KEY", AUDIT_KEY)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(w.path("enforce.log")).unwrap())
@@ -566,6 +571,38 @@ fn route53_fails_over_through_the_aws_provider() {
                 "api@gcp/europe-west1 SECONDARY 127.0.0.2",
             ]
     });
+}
+
+#[test]
+fn azure_dns_fails_over_between_aws_and_gcp_deployments() {
+    let fake = crate::azure::fake(cairn::testing::azure_dns::Faults::default());
+    let w = Work::new();
+    let (port, primary, _secondary) = healthy_backends();
+    // The zone and its records on Azure DNS (the fake); the deployments on the sandbox.
+    let body = failover_stack(port, 2)
+        .split_once("[[zone]]")
+        .map(|(_, rest)| format!("[[zone]]{rest}"))
+        .unwrap()
+        .replacen("cloud = \"aws\"", "cloud = \"azure\"", 1);
+    w.write("s/stack.toml", &crate::azure::stack_with(&fake, &body));
+    let d = Daemon::start_with_env(&w, &[], &crate::azure::env(&w, &fake));
+    let answer = || {
+        fake.records("t.example.com")
+            .into_iter()
+            .find(|(t, n, _)| t == "A" && n == "api")
+            .map(|(_, _, p)| p["ARecords"].to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(answer(), r#"[{"ipv4Address":"127.0.0.1"}]"#);
+    primary.kill();
+    d.wait_for("Azure DNS to fail over", Duration::from_secs(15), || {
+        answer() == r#"[{"ipv4Address":"127.0.0.2"}]"#
+    });
+    let _primary = Backend::start("127.0.0.1", port, 0.0, 3);
+    d.wait_for("Azure DNS to fail back", Duration::from_secs(15), || {
+        answer() == r#"[{"ipv4Address":"127.0.0.1"}]"#
+    });
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 
 #[test]

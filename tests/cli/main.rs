@@ -4,7 +4,7 @@
 mod apply;
 mod audit;
 mod aws;
-mod azure;
+pub mod azure;
 mod crash;
 mod enforce;
 mod lock;
