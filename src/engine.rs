@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::apply::ProviderSet;
 use crate::config::{Backend, Stack};
 use crate::diag::Diag;
-use crate::model::{Address, Attrs, Cloud, ProviderKind};
+use crate::model::{Address, Attrs, Cloud, ProviderKind, ResourceKind};
 use crate::plan::{self, Filter, Plan, Target};
 use crate::provider::sandbox::Sandbox;
 use crate::provider::{GroupRef, LiveResource, Provider, Scope};
@@ -102,26 +102,28 @@ pub async fn providers(target: &Target) -> Result<ProviderSet, Diag> {
 /// Refuses, before anything is locked or written, a stack whose resources need a provider
 /// this version cannot serve.
 pub fn check_providers(stack: &Stack) -> Result<(), Diag> {
-    let served = |k: ProviderKind| {
-        matches!(
-            k,
-            ProviderKind::Sandbox | ProviderKind::Aws | ProviderKind::Azure
-        )
-    };
-    match stack.resources.iter().find(|r| !served(r.provider.kind)) {
-        Some(r) => {
-            let cloud = r.provider.cloud;
-            Err(Diag::error(
-                "provider::unavailable",
-                format!("the {cloud} provider is not available in this version of cairn"),
-            )
-            .at(r.origin.clone(), format!("{} needs it", r.address))
-            .help(format!(
-                "remove [provider.{cloud}] to run {cloud} resources on the embedded sandbox"
-            )))
+    for r in &stack.resources {
+        let refusal = match (r.provider.kind, r.address.kind) {
+            (ProviderKind::Sandbox | ProviderKind::Aws, _) => None,
+            // Azure DNS is served; scale sets are not yet.
+            (ProviderKind::Azure, ResourceKind::Zone | ResourceKind::Record) => None,
+            (ProviderKind::Azure, ResourceKind::Group) => Some((
+                "Azure scale sets are not available in this version of cairn (Azure DNS is)",
+                "remove [provider.azure] to run this deployment's group on the embedded sandbox, \
+                 or declare the deployment on another cloud",
+            )),
+            (ProviderKind::Gcp, _) => Some((
+                "the gcp provider is not available in this version of cairn",
+                "remove [provider.gcp] to run gcp resources on the embedded sandbox",
+            )),
+        };
+        if let Some((message, help)) = refusal {
+            return Err(Diag::error("provider::unavailable", message)
+                .at(r.origin.clone(), format!("{} needs it", r.address))
+                .help(help));
         }
-        None => Ok(()),
     }
+    Ok(())
 }
 
 pub async fn refresh(providers: &ProviderSet, scope: &Scope) -> Result<Vec<LiveResource>, Diag> {

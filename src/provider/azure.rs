@@ -31,7 +31,7 @@ use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 
-use super::{Change, ChangeOp, ChangeResult, LiveResource, Provider, Scope};
+use super::{Change, ChangeOp, ChangeResult, LiveResource, Provider, Scope, error_chain};
 use crate::config::AzureSettings;
 use crate::model::{
     Attrs, Cloud, HealthCheck, ProviderKind, ProviderRef, RecordAttrs, RecordType, ResourceKind,
@@ -518,17 +518,6 @@ fn permanent(message: String) -> AzureError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 /// (zone, type, relative name) of a record change's address `zone/name/TYPE`.
 fn record_key(change: &Change) -> Result<(String, RecordType, String), String> {
     if let Some(Attrs::Record(r)) = change.op.attrs() {
@@ -813,13 +802,8 @@ mod tests {
     }
 
     fn fake(faults: Faults, seed: u64) -> AzureDnsFake {
-        let path = format!(
-            "{}/tests/fixtures/contracts/azure-dns-2018-05-01.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let fake = AzureDnsFake::start(
-            Contract::openapi2(&doc).unwrap(),
+            Contract::azure_dns(),
             Options {
                 faults,
                 seed,

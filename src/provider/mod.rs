@@ -12,6 +12,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Address, Attrs, Cloud, GroupAttrs, ProviderRef, RecordAttrs, ZoneAttrs};
 
+/// An error and its sources, as one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
 /// A resource as it exists in a cloud.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveResource {

@@ -735,13 +735,8 @@ mod tests {
     use super::*;
 
     fn fake(faults: Faults) -> AzureDnsFake {
-        let path = format!(
-            "{}/tests/fixtures/contracts/azure-dns-2018-05-01.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let fake = AzureDnsFake::start(
-            Contract::openapi2(&doc).unwrap(),
+            Contract::azure_dns(),
             Options {
                 page_size: 2,
                 faults,

@@ -12,13 +12,8 @@ use cairn::testing::contract::Contract;
 use crate::Work;
 
 pub fn fake(faults: Faults) -> AzureDnsFake {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/contracts/azure-dns-2018-05-01.json"
-    );
-    let doc = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     AzureDnsFake::start(
-        Contract::openapi2(&doc).unwrap(),
+        Contract::azure_dns(),
         Options {
             faults,
             ..Options::default()
@@ -154,4 +149,21 @@ fn an_apply_converges_through_throttling_server_errors_and_resets() {
 
 fn run_code(w: &Work, fake: &AzureDnsFake, args: &[&str]) -> i32 {
     crate::Run::from(cmd(w, fake, args).output().expect("run cairn")).code
+}
+
+#[test]
+fn a_deployment_on_azure_is_refused_until_scale_sets_are_supported() {
+    let fake = fake(Faults::default());
+    let w = Work::new();
+    let body = "[[service]]\nname = \"api\"\n  [[service.deployment]]\n  cloud = \"azure\"\n  region = \"westeurope\"\n  min = 1\n  max = 2\n";
+    w.write("s/stack.toml", &stack_with(&fake, body));
+    let r = run(&w, &fake, &["plan", "s"], 1);
+    insta::assert_snapshot!(r.stderr);
+    assert!(!w.path("s/.cairn").exists(), "nothing written");
+    assert_eq!(
+        fake.counts()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }

@@ -67,6 +67,13 @@ health_check = {{ protocol = "http", port = {port}, path = "/healthz", interval 
     )
 }
 
+/// The zone, service and record of [`failover_stack`] (2 failures), without its `[stack]`.
+fn failover_records(port: u16) -> String {
+    let stack = failover_stack(port, 2);
+    let (_, rest) = stack.split_once("[[zone]]").unwrap();
+    format!("[[zone]]{rest}")
+}
+
 /// A running daemon, killed when dropped.
 struct Daemon {
     child: Child,
@@ -530,10 +537,7 @@ fn route53_fails_over_through_the_aws_provider() {
     let w = Work::new();
     let (port, primary, _secondary) = healthy_backends();
     // The zone and its records on Route53 (moto); the deployments on the sandbox.
-    let body = failover_stack(port, 2)
-        .split_once("[[zone]]")
-        .map(|(_, rest)| format!("[[zone]]{rest}"))
-        .unwrap()
+    let body = failover_records(port)
         .replace(
             "cloud = \"aws\"\n  region = \"eu-west-1\"",
             "cloud = \"azure\"\n  region = \"westeurope\"",
@@ -579,11 +583,7 @@ fn azure_dns_fails_over_between_aws_and_gcp_deployments() {
     let w = Work::new();
     let (port, primary, _secondary) = healthy_backends();
     // The zone and its records on Azure DNS (the fake); the deployments on the sandbox.
-    let body = failover_stack(port, 2)
-        .split_once("[[zone]]")
-        .map(|(_, rest)| format!("[[zone]]{rest}"))
-        .unwrap()
-        .replacen("cloud = \"aws\"", "cloud = \"azure\"", 1);
+    let body = failover_records(port).replacen("cloud = \"aws\"", "cloud = \"azure\"", 1);
     w.write("s/stack.toml", &crate::azure::stack_with(&fake, &body));
     let d = Daemon::start_with_env(&w, &[], &crate::azure::env(&w, &fake));
     let answer = || {

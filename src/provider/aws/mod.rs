@@ -24,7 +24,7 @@ use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::{Change, ChangeResult, LiveResource, Provider, Scope};
+use super::{Change, ChangeResult, LiveResource, Provider, Scope, error_chain};
 use crate::config::AwsSettings;
 use crate::model::{Attrs, ResourceKind};
 
@@ -104,17 +104,6 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             message: error_chain(&e),
         },
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 pub struct Aws {
