@@ -194,7 +194,12 @@ impl Azure {
             .send(&Context::new(), &mut req, Some(options))
             .await
             .map_err(|e| AzureError {
-                failure: Failure::Ambiguous,
+                // No token is not a network blip: retrying would only repeat the wait.
+                failure: if matches!(e.kind(), azure_core::error::ErrorKind::Credential) {
+                    Failure::Permanent
+                } else {
+                    Failure::Ambiguous
+                },
                 status: 0,
                 message: error_chain(&e),
                 retry_after: None,
@@ -771,7 +776,11 @@ impl TokenCredential for Credentials {
         }
         Err(azure_core::Error::with_message(
             azure_core::error::ErrorKind::Credential,
-            format!("no Azure credential worked: {}", failures.join("; ")),
+            format!(
+                "no Azure credential worked (set AZURE_TENANT_ID, AZURE_CLIENT_ID and \
+                 AZURE_CLIENT_SECRET, or run `az login`; see docs/azure.md): {}",
+                failures.join("; ")
+            ),
         ))
     }
 }
