@@ -5,6 +5,7 @@
 //!   cargo run --release --bin cairn-bench -- --sizes 1000,10000,100000
 //!   cargo run --release --bin cairn-bench -- generate 5000 /tmp/stack   (just write a stack)
 //!   cargo run --release --bin cairn-bench -- aws [--records 10000]       (API calls against moto)
+//!   cargo run --release --bin cairn-bench -- azure [--records 10000]     (API calls against the Azure DNS fake)
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,14 +22,15 @@ const RESOURCES_PER_GROUP: usize = 100;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("aws") {
-        let records = args
-            .iter()
-            .position(|a| a == "--records")
-            .and_then(|i| args.get(i + 1))
-            .map_or(10_000, |n| n.parse().expect("a number"));
-        aws(records);
-        return;
+    let records = args
+        .iter()
+        .position(|a| a == "--records")
+        .and_then(|i| args.get(i + 1))
+        .map_or(10_000, |n| n.parse().expect("a number"));
+    match args.first().map(String::as_str) {
+        Some("aws") => return aws(records),
+        Some("azure") => return azure(records),
+        _ => {}
     }
     if args.first().map(String::as_str) == Some("generate") {
         let n: usize = args
@@ -236,6 +238,100 @@ pub fn generate(n: usize, dir: &Path) {
     }
 }
 
+/// `n` A records in one zone (the first `ttl_changed` with TTL 60, the rest 300), after
+/// `header` (the `[stack]`, the provider block and the zone).
+fn records_stack(header: &str, zone: &str, n: usize, ttl_changed: usize) -> String {
+    let mut s = header.to_string();
+    for i in 0..n {
+        let ttl = if i < ttl_changed { 60 } else { 300 };
+        let _ = write!(
+            s,
+            "[[record]]\nzone = \"{zone}\"\nname = \"r{i}\"\ntype = \"A\"\nttl = {ttl}\nvalues = [\"10.{}.{}.{}\"]\n\n",
+            i / 65536,
+            (i / 256) % 256,
+            i % 256
+        );
+    }
+    s
+}
+
+/// The same three figures as `aws`, against the Azure DNS fake (`cairn::testing::azure_dns`,
+/// in this process, every request checked against the official contract), which counts the
+/// requests. Azure DNS has no batch API: one request per record set written.
+fn azure(n: usize) {
+    use cairn::testing::azure_dns::{AzureDnsFake, Options};
+    use cairn::testing::contract::Contract;
+    use std::sync::atomic::Ordering;
+    let cairn = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("cairn");
+    let o = Options {
+        page_size: 1000,
+        ..Options::default()
+    };
+    let fake = AzureDnsFake::start(Contract::azure_dns(), o.clone());
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("stack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, &fake.ca_pem).unwrap();
+    let header = format!(
+        "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.azure]\nsubscription_id = \"{}\"\nresource_group = \"{}\"\nendpoint = \"{}\"\nrequests_per_second = 1000\nburst = 1000\n\n[[zone]]\nname = \"bench.example.com\"\ncloud = \"azure\"\n\n",
+        o.subscription, o.resource_group, fake.url
+    );
+    let write = |changed: usize| {
+        let s = records_stack(&header, "bench.example.com", n, changed);
+        std::fs::write(dir.join("stack.toml"), s).unwrap();
+    };
+    let run = |args: &[&str], key: &str| -> (u64, u64, f64) {
+        let before = fake.counts().requests.load(Ordering::Relaxed);
+        let start = Instant::now();
+        let out = Command::new(&cairn)
+            .args(args)
+            .arg(&dir)
+            .env("SSL_CERT_FILE", &ca)
+            .env("AZURE_AUTHORITY_HOST", &fake.url)
+            .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa")
+            .env("AZURE_CLIENT_ID", "bench")
+            .env("AZURE_CLIENT_SECRET", &o.token)
+            .output()
+            .expect("run cairn");
+        let wall = start.elapsed().as_secs_f64();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "cairn {args:?}: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (
+            v[key]["azure"].as_u64().unwrap_or(0),
+            fake.counts().requests.load(Ordering::Relaxed) - before,
+            wall,
+        )
+    };
+    write(0);
+    let (b_calls, b_fake, b_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
+    let (a_calls, a_fake, a_wall) = run(&["plan", "--json"], "api_calls");
+    write(n / 100);
+    let (c_calls, c_fake, c_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
+    assert!(
+        fake.violations().is_empty(),
+        "requests outside the contract: {:?}",
+        fake.violations()
+    );
+    println!(
+        "| {n} records against the Azure DNS fake | cairn's count | fake's count (whole command) | whole command wall |"
+    );
+    println!("|---|---:|---:|---:|");
+    println!("| (a) refresh | {a_calls} | {a_fake} (incl. the token) | {a_wall:.2} s |");
+    println!(
+        "| (b) create all (apply's calls) | {b_calls} | {b_fake} (incl. refresh and token) | {b_wall:.2} s |"
+    );
+    println!(
+        "| (c) change 1% (apply's calls) | {c_calls} | {c_fake} (incl. refresh and token) | {c_wall:.2} s |"
+    );
+}
+
 /// API calls and wall time against moto (from the project's `.venv`), counted by cairn and
 /// cross-checked by a counting proxy: (a) refresh N records, (b) create them, (c) change 1%.
 fn aws(n: usize) {
@@ -276,21 +372,12 @@ fn aws(n: usize) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("stack");
     std::fs::create_dir_all(&dir).unwrap();
+    let header = format!(
+        "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\n\n[[zone]]\nname = \"bench.example.com\"\ncloud = \"aws\"\n\n",
+        proxy.url
+    );
     let write = |ttl_changed: usize| {
-        let mut s = format!(
-            "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\n\n[[zone]]\nname = \"bench.example.com\"\ncloud = \"aws\"\n\n",
-            proxy.url
-        );
-        for i in 0..n {
-            let ttl = if i < ttl_changed { 60 } else { 300 };
-            let _ = write!(
-                s,
-                "[[record]]\nzone = \"bench.example.com\"\nname = \"r{i}\"\ntype = \"A\"\nttl = {ttl}\nvalues = [\"10.{}.{}.{}\"]\n\n",
-                i / 65536,
-                (i / 256) % 256,
-                i % 256
-            );
-        }
+        let s = records_stack(&header, "bench.example.com", n, ttl_changed);
         std::fs::write(dir.join("stack.toml"), s).unwrap();
     };
     let run = |args: &[&str], key: &str| -> (u64, u64, f64) {

@@ -315,11 +315,20 @@ impl Compiler {
                     }
                     self.check_url(e, a.endpoint.as_ref());
                     p.by_cloud.insert(Cloud::Azure, ProviderKind::Azure);
+                    let rate = a.requests_per_second.as_ref().map_or(Some(20), |v| {
+                        self.int_in(e, v, 1, 1000, "requests_per_second")
+                    });
+                    let burst = a
+                        .burst
+                        .as_ref()
+                        .map_or(Some(100), |v| self.int_in(e, v, 1, 1000, "burst"));
                     p.azure = Some(AzureSettings {
                         subscription_id: a.subscription_id.get().clone(),
                         resource_group: a.resource_group.get().clone(),
                         tenant_id: a.tenant_id.as_ref().map(|x| x.get().clone()),
                         endpoint: a.endpoint.as_ref().map(|x| x.get().clone()),
+                        requests_per_second: rate.unwrap_or(20),
+                        burst: burst.unwrap_or(100),
                     });
                 }
                 ProviderEntry::Gcp(g) => {

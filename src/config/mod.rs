@@ -114,6 +114,8 @@ pub struct AzureSettings {
     pub resource_group: String,
     pub tenant_id: Option<String>,
     pub endpoint: Option<String>,
+    pub requests_per_second: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone)]

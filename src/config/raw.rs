@@ -183,9 +183,15 @@ pub struct RawAwsProvider {
 #[schemars(deny_unknown_fields, rename = "AzureProvider")]
 pub struct RawAzureProvider {
     pub subscription_id: Sp<String>,
+    /// The resource group that holds the DNS zones.
     pub resource_group: Sp<String>,
     pub tenant_id: Option<Sp<String>>,
+    /// Another ARM endpoint (default `https://management.azure.com`); HTTPS only.
     pub endpoint: Option<Sp<String>>,
+    /// Client-side rate limit on ARM requests (default 20 per second).
+    pub requests_per_second: Option<Sp<i64>>,
+    /// Requests allowed in a burst before the rate limit applies (default 100).
+    pub burst: Option<Sp<i64>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -141,10 +141,11 @@ impl Azure {
             .as_deref()
             .unwrap_or(ARM)
             .trim_end_matches('/');
-        // ARM's documented read limit is 12,000 an hour per principal, writes 1,200; a
-        // steady 20 per second with bursts of 100 stays well inside both for a plan's reads.
-        let quota = Quota::per_second(NonZeroU32::new(20).expect("20"))
-            .allow_burst(NonZeroU32::new(100).expect("100"));
+        // `requests_per_second` and `burst` default to 20 and 100: inside ARM's per-principal
+        // limits for a plan's reads.
+        let rate = NonZeroU32::new(settings.requests_per_second.max(1)).expect("at least 1");
+        let burst = NonZeroU32::new(settings.burst.max(1)).expect("at least 1");
+        let quota = Quota::per_second(rate).allow_burst(burst);
         Azure {
             pipeline,
             zones_url: format!(
@@ -315,9 +316,18 @@ impl Azure {
     async fn apply_zone(&self, change: &Change, owner: &str) -> ChangeResult {
         let name = &change.address.name;
         let url = self.url(&format!("/{name}"));
-        let tagged = |owner: Option<&str>| match owner {
-            Some(o) => json!({ "tags": { OWNER_KEY: o } }),
-            None => json!({ "tags": {} }),
+        // The zone's other tags are kept: only cairn's own key is set or removed.
+        let existing = self.get(&url).await.map_err(|e| e.to_string())?;
+        let tagged = |owner: Option<&str>| {
+            let mut tags = existing
+                .as_ref()
+                .and_then(|z| z["tags"].as_object().cloned())
+                .unwrap_or_default();
+            match owner {
+                Some(o) => tags.insert(OWNER_KEY.into(), json!(o)),
+                None => tags.remove(OWNER_KEY),
+            };
+            json!({ "tags": tags })
         };
         let live = |z: Value, owner: Option<&str>| LiveResource {
             provider: AZURE,
@@ -329,7 +339,6 @@ impl Azure {
         let result = match &change.op {
             ChangeOp::Create { .. } | ChangeOp::Update { .. } | ChangeOp::Replace { .. } => {
                 // Creating a zone that exists unowned adopts it; PUT is idempotent.
-                let existing = self.get(&url).await.map_err(|e| e.to_string())?;
                 if let Some(other) = existing
                     .as_ref()
                     .and_then(|z| z["tags"][OWNER_KEY].as_str())
@@ -843,6 +852,8 @@ mod tests {
             resource_group: o.resource_group,
             tenant_id: None,
             endpoint: Some(fake.url.clone()),
+            requests_per_second: 1000,
+            burst: 1000,
         }
     }
 
