@@ -2,6 +2,7 @@
 //! simulator, anomaly detection, the NAB harness and recommendations.
 
 pub mod anomaly;
+pub mod bound;
 pub mod changepoint;
 pub mod chart;
 pub mod detector;
