@@ -11,6 +11,7 @@ mod lock;
 mod moto;
 mod nab;
 mod policy;
+pub mod postgres;
 mod prometheus;
 mod recommend;
 mod review;
