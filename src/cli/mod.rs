@@ -533,7 +533,7 @@ fn apply_saved_locked(
         return Err(stale("live resources changed since it was made".into()));
     }
     if !ui.json {
-        print!("{}", plan::render(&plan, ui.color_out));
+        print!("{}", plan::render(plan, ui.color_out));
         print!("{}", policy::render_findings(&plan.findings, ui.color_out));
     }
     if !plan.has_changes() {

@@ -209,7 +209,7 @@ impl Compiler {
                     if let Some(v) = v {
                         self.error(
                             "config::invalid_value",
-                            &format!("`{key}` is only for the postgres backend"),
+                            format!("`{key}` is only for the postgres backend"),
                             b.loc(v.span()),
                             "remove this",
                         );

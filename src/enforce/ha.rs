@@ -70,6 +70,9 @@ pub fn replica(settings: &HaSettings, bound: SocketAddr) -> Replica {
     }
 }
 
+/// The stacks one coordinator shares with other replicas (one database).
+pub type Group = Vec<(Arc<Shared>, Stack)>;
+
 /// One stack as a coordinator sees it.
 struct Member {
     shared: Arc<Shared>,
@@ -80,12 +83,15 @@ struct Member {
     rank: u64,
     leading: Option<(Leading, i64, Instant)>,
     leaderless_since: Option<Instant>,
+    /// When this replica last handed the stack over: not taken back at once, so the
+    /// replica it was meant for gets it.
+    released_at: Option<Instant>,
 }
 
 /// Runs until shutdown: leads its share of these stacks, follows the rest.
 pub async fn coordinate(
     db: Db,
-    stacks: Vec<(Arc<Shared>, Stack)>,
+    stacks: Group,
     settings: HaSettings,
     me: Replica,
     shutdown: Arc<watch::Sender<bool>>,
@@ -102,6 +108,7 @@ pub async fn coordinate(
                 rank,
                 leading: None,
                 leaderless_since: None,
+                released_at: None,
             }
         })
         .collect();
@@ -196,21 +203,6 @@ async fn step(
             }
         }
     }
-    // Above the fair share (a replica joined): give one stack up per tick.
-    let held = members.iter().filter(|m| m.leading.is_some()).count();
-    if held > share
-        && let Some(m) = members.iter_mut().rev().find(|m| m.leading.is_some())
-    {
-        let (leading, token, _) = m.leading.take().expect("leading");
-        leading.finish(&m.shared).await;
-        c.release(&m.key.0, &m.key.1, token).await?;
-        tracing::info!(stack = %m.key.0, share, "handing the stack over to rebalance");
-        m.shared.emit(
-            "leadership",
-            format!("handed `{}` over to another replica (rebalancing)", m.key.0),
-            serde_json::json!({ "role": FOLLOWER, "token": token }),
-        );
-    }
     let keys: Vec<(String, String)> = members.iter().map(|m| m.key.clone()).collect();
     let leases: BTreeMap<(String, String), LeaseInfo> = c
         .read(&keys)
@@ -218,8 +210,34 @@ async fn step(
         .into_iter()
         .map(|l| ((l.stack.clone(), l.environment.clone()), l))
         .collect();
+    // Two more than the least loaded live replica (one joined): give one stack up per tick.
+    let held = members.iter().filter(|m| m.leading.is_some()).count();
+    let fewest = alive
+        .iter()
+        .filter(|id| **id != me.id)
+        .map(|id| {
+            leases
+                .values()
+                .filter(|l| l.current && l.holder.id == *id)
+                .count()
+        })
+        .min();
+    if fewest.is_some_and(|f| held >= f + 2)
+        && let Some(m) = members.iter_mut().rev().find(|m| m.leading.is_some())
+    {
+        let (leading, token, _) = m.leading.take().expect("leading");
+        leading.finish(&m.shared).await;
+        c.release(&m.key.0, &m.key.1, token).await?;
+        m.released_at = Some(Instant::now());
+        tracing::info!(stack = %m.key.0, "handing the stack over to rebalance");
+        m.shared.emit(
+            "leadership",
+            format!("handed `{}` over to another replica (rebalancing)", m.key.0),
+            serde_json::json!({ "role": FOLLOWER, "token": token }),
+        );
+    }
     let mut held = members.iter().filter(|m| m.leading.is_some()).count();
-    let orphan_after = lease / 2;
+    let orphan_after = lease;
     for m in members.iter_mut() {
         let info = leases.get(&m.key);
         let led = info.is_some_and(|l| l.current);
@@ -232,7 +250,8 @@ async fn step(
             let orphaned = m
                 .leaderless_since
                 .is_some_and(|t| t.elapsed() >= orphan_after);
-            if (held < share || orphaned)
+            let handed_over = m.released_at.is_some_and(|t| t.elapsed() < lease * 2);
+            if ((held < share && !handed_over) || orphaned)
                 && let Some(token) = c.acquire(&m.key.0, &m.key.1, lease).await?
             {
                 held += 1;

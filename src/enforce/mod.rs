@@ -398,7 +398,7 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
     // Stacks on the local backend are led by this process alone; stacks on postgres are
     // shared with other replicas through leases, one coordinator per database.
     let mut local = Vec::new();
-    let mut shared_dbs: Vec<(crate::state::pg::Db, Vec<(Arc<Shared>, Stack)>)> = Vec::new();
+    let mut shared_dbs: Vec<(crate::state::pg::Db, ha::Group)> = Vec::new();
     for (shared, (_, stack)) in shareds.iter().zip(stacks) {
         tracing::info!(address = %bound, stack = %stack.name, "cairn enforce started");
         shared.emit(

@@ -97,13 +97,12 @@ fn command(bin: &Path, name: &str, user: Option<(u32, u32)>, pdeathsig: bool) ->
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         c.pre_exec(move || {
-            if let Some((uid, gid)) = user {
-                if libc::setgroups(0, std::ptr::null()) != 0
+            if let Some((uid, gid)) = user
+                && (libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                    || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             // After the credentials change, which would clear it.
             if pdeathsig && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {

@@ -7,6 +7,7 @@ mod aws;
 pub mod azure;
 mod crash;
 mod enforce;
+mod ha;
 mod lock;
 mod moto;
 mod nab;
