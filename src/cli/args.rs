@@ -334,7 +334,7 @@ pub struct EnforceArgs {
     pub log_format: LogFormat,
     /// Postgres backend: how long a stack's lease lasts without renewal (renewed every
     /// quarter of it). A stack whose leader dies is taken over within about 1.25 times this.
-    #[arg(long, default_value = "4s", value_parser = parse_lease)]
+    #[arg(long, default_value = "3s", value_parser = parse_lease)]
     pub lease: Duration,
     /// Postgres backend: this replica's name, as /status shows it (default: HOST-PID).
     #[arg(long, env = "CAIRN_REPLICA_ID", value_name = "NAME")]

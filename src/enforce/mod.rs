@@ -429,6 +429,8 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
             shutdown.clone(),
         ));
     }
+    // Until SIGTERM or SIGINT; then each reconcile in flight ends before the daemon does.
+    let _ = shutdown.subscribe().wait_for(|s| *s).await;
     for (shared, leading) in local {
         leading.finish(&shared).await;
     }
