@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use super::{Leading, Shared, lead};
@@ -95,6 +96,7 @@ pub async fn coordinate(
     settings: HaSettings,
     me: Replica,
     shutdown: Arc<watch::Sender<bool>>,
+    main: Handle,
 ) {
     let mut members: Vec<Member> = stacks
         .into_iter()
@@ -128,7 +130,7 @@ pub async fn coordinate(
             }
         }
         if let Some(c) = &conn
-            && let Err(e) = step(c, &mut members, &me, lease).await
+            && let Err(e) = step(c, &mut members, &me, lease, &main).await
         {
             tracing::warn!(error = %e, "lease coordination failed; reconnecting");
             conn = None;
@@ -161,7 +163,7 @@ pub async fn coordinate(
     // Shutting down: finish the reconciles in flight, then hand the leases over at once.
     for m in &mut members {
         if let Some((leading, token, _)) = m.leading.take() {
-            leading.finish(&m.shared).await;
+            leading.finish(&m.shared, Duration::MAX).await;
             if let Some(c) = &conn {
                 let _ = c.release(&m.key.0, &m.key.1, token).await;
             }
@@ -183,6 +185,7 @@ async fn step(
     members: &mut [Member],
     me: &Replica,
     lease: Duration,
+    main: &Handle,
 ) -> Result<(), crate::state::StateError> {
     let alive = c.heartbeat(lease).await?;
     let share = members.len().div_ceil(alive.len().max(1));
@@ -226,7 +229,8 @@ async fn step(
         && let Some(m) = members.iter_mut().rev().find(|m| m.leading.is_some())
     {
         let (leading, token, _) = m.leading.take().expect("leading");
-        leading.finish(&m.shared).await;
+        // The reconcile in flight may finish, but not past a renewal's worth of time.
+        leading.finish(&m.shared, lease / 4).await;
         c.release(&m.key.0, &m.key.1, token).await?;
         m.released_at = Some(Instant::now());
         tracing::info!(stack = %m.key.0, "handing the stack over to rebalance");
@@ -264,7 +268,7 @@ async fn step(
                     format!("leading `{}` (fencing token {token})", m.key.0),
                     serde_json::json!({ "role": LEADER, "token": token }),
                 );
-                let leading = lead(&m.shared, m.stack.clone());
+                let leading = lead(&m.shared, m.stack.clone(), main);
                 m.leading = Some((leading, token, Instant::now()));
                 continue;
             }

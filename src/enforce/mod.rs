@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::runtime::Handle;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use status::{Event, Status};
@@ -416,25 +417,40 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
                     None => shared_dbs.push((db.clone(), vec![(shared.clone(), stack)])),
                 }
             }
-            config::Backend::Local { .. } => local.push((shared.clone(), lead(shared, stack))),
+            config::Backend::Local { .. } => {
+                local.push((shared.clone(), lead(shared, stack, &Handle::current())))
+            }
         }
     }
-    let mut coordinators = tokio::task::JoinSet::new();
+    // Each coordinator runs on a thread of its own: reconciles busy on every core must not
+    // delay a lease's renewal past its end.
+    let mut coordinators = Vec::new();
     for (db, group) in shared_dbs {
-        coordinators.spawn(ha::coordinate(
-            db,
-            group,
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let (ha, me, shutdown, main) = (
             settings.ha.clone(),
             me.clone(),
             shutdown.clone(),
-        ));
+            Handle::current(),
+        );
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for leases");
+            rt.block_on(ha::coordinate(db, group, ha, me, shutdown, main));
+            let _ = done.send(());
+        });
+        coordinators.push(finished);
     }
     // Until SIGTERM or SIGINT; then each reconcile in flight ends before the daemon does.
     let _ = shutdown.subscribe().wait_for(|s| *s).await;
     for (shared, leading) in local {
-        leading.finish(&shared).await;
+        leading.finish(&shared, Duration::MAX).await;
     }
-    while coordinators.join_next().await.is_some() {}
+    for finished in coordinators {
+        let _ = finished.await;
+    }
     for shared in &shareds {
         shared.emit(
             "stopped",
@@ -452,17 +468,18 @@ pub(crate) struct Leading {
     helpers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts leading a stack: the first reconcile loads its configuration afresh.
-pub(crate) fn lead(shared: &Arc<Shared>, stack: Stack) -> Leading {
+/// Starts leading a stack, on the daemon's runtime: the first reconcile loads its
+/// configuration afresh.
+pub(crate) fn lead(shared: &Arc<Shared>, stack: Stack, rt: &Handle) -> Leading {
     let (tx, rx) = mpsc::unbounded_channel();
     *shared.triggers.lock().expect("triggers") = Some(tx.clone());
     let helpers = vec![
-        tokio::spawn(watch_files(shared.clone())),
-        tokio::spawn(drift_ticks(shared.settings.drift.clone(), tx)),
+        rt.spawn(watch_files(shared.clone())),
+        rt.spawn(drift_ticks(shared.settings.drift.clone(), tx)),
     ];
     shared.trigger(Trigger::Start);
     Leading {
-        reconciler: tokio::spawn(reconciler(shared.clone(), rx, stack)),
+        reconciler: rt.spawn(reconciler(shared.clone(), rx, stack)),
         helpers,
     }
 }
@@ -478,15 +495,19 @@ impl Leading {
         }
     }
 
-    /// Waits for the reconcile in flight to end (shutting down, or handing the stack over):
-    /// with every sender of triggers gone, the reconciler stops after it.
-    pub(crate) async fn finish(self, shared: &Shared) {
+    /// Waits for the reconcile in flight to end (shutting down, or handing the stack over),
+    /// up to `limit`, then abandons it: with every sender of triggers gone, the reconciler
+    /// stops after it.
+    pub(crate) async fn finish(self, shared: &Shared, limit: Duration) {
         *shared.triggers.lock().expect("triggers") = None;
         for h in self.helpers {
             h.abort();
             let _ = h.await;
         }
-        let _ = self.reconciler.await;
+        let mut reconciler = self.reconciler;
+        if tokio::time::timeout(limit, &mut reconciler).await.is_err() {
+            reconciler.abort();
+        }
     }
 }
 
