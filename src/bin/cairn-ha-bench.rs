@@ -117,12 +117,15 @@ fn replica(dir: &Path, id: &str, stacks: &[String], url: &str, lease: Duration) 
 
 /// (holder, token) of a stack's lease, when current.
 fn lease_of(c: &PgCluster, db: &str, stack: &str) -> Option<(String, i64)> {
-    let out = c.psql(
-        db,
-        &format!(
-            "SELECT holder || '|' || token FROM cairn_leases WHERE stack = '{stack}' AND expires_at > now()"
-        ),
-    );
+    // Before the first replica created cairn's tables, there is no lease.
+    let out = c
+        .try_psql(
+            db,
+            &format!(
+                "SELECT holder || '|' || token FROM cairn_leases WHERE stack = '{stack}' AND expires_at > now()"
+            ),
+        )
+        .ok()?;
     let (h, t) = out.split_once('|')?;
     Some((h.to_string(), t.parse().ok()?))
 }
@@ -223,11 +226,11 @@ fn capacity(sizes: &[usize]) {
         // First run: apply every stack, then stop cleanly (the leases are handed back).
         let first = replica(dir.path(), "warmup", &names, &url, lease);
         wait(Duration::from_secs(1800), || {
-            let ready = c.psql(
+            let ready = c.try_psql(
                 &db,
                 "SELECT count(DISTINCT stack) FROM cairn_state_history WHERE ops::text LIKE '%\"init\"%'",
             );
-            (ready.parse::<usize>().ok()? == n).then_some(())
+            (ready.ok()?.parse::<usize>().ok()? == n).then_some(())
         });
         std::thread::sleep(Duration::from_secs(5));
         // SAFETY: signalling our own child.
