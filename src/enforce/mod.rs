@@ -122,7 +122,13 @@ pub struct Shared {
     shutdown: Arc<watch::Sender<bool>>,
     /// Where the audit log is (beside the state), for the daemon's own actions.
     state_dir: Option<PathBuf>,
+    /// Reconciles running at once across the daemon's stacks (each holds a database
+    /// connection and works the CPU): many stacks queue instead of exhausting either.
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many stacks one daemon reconciles at the same time.
+const CONCURRENT_RECONCILES: usize = 8;
 
 /// Events that are actions on DNS or on what is enforced: each is also an audit entry.
 const AUDITED: &[&str] = &[
@@ -355,6 +361,7 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
     crate::audit::Keys::from_env().map_err(|e| vec![Diag::error("audit::key", e)])?;
     let shutdown = Arc::new(watch::channel(false).0);
     let metrics = install_metrics();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RECONCILES));
     let shareds: Vec<Arc<Shared>> = stacks
         .iter()
         .map(|(dir, stack)| {
@@ -374,6 +381,7 @@ pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
                 state_dir: engine::state_dir(stack).ok(),
+                slots: slots.clone(),
             })
         })
         .collect();
@@ -1059,6 +1067,7 @@ fn effective(
 /// One reconcile: plan the effective stack (the kinds or records the triggers name, or
 /// everything), check hard-mandatory policies on the plan, and apply unless report-only.
 async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
+    let _slot = shared.slots.acquire().await.expect("never closed");
     let started = Instant::now();
     let overlay = shared.overlay.lock().expect("overlay").clone();
     // Report-only decisions are shown, never kept: a later enforcing run decides afresh.
