@@ -296,6 +296,15 @@ impl PgState {
         how: Open<'_>,
     ) -> Result<PgState, StateError> {
         let client = db.connect(how.command).await?;
+        if how.fence.is_some() {
+            // A replica paused in the middle of a write holds the lease row (the fencing
+            // check locks it) and would stall the takeover: the server ends a session that
+            // sits in a transaction this long. cairn's writes never wait inside one.
+            client
+                .batch_execute("SET idle_in_transaction_session_timeout = '1s'")
+                .await
+                .map_err(pg_err("cannot set up the session"))?;
+        }
         let key = lock_key(stack, environment);
         let empty = Json(State::default());
         client

@@ -201,7 +201,7 @@ fn one_leader_takes_over_after_a_lost_connection_kill_and_pause() {
     );
     let ((fourth, token4), _) = wait_for(
         "a takeover of the paused leader",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || {
             survivor
                 .leadership()
