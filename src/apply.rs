@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use crate::model::{Address, ProviderKind};
 use crate::plan::{Action, Plan, PlannedChange, StateFix};
 use crate::provider::{Change, ChangeOp, ChangeResult, Provider};
-use crate::state::{LocalState, StateError, StateOp, StateResource};
+use crate::state::{StateError, StateOp, StateResource, StateStore};
 
 /// The providers a plan uses, by implementation.
 #[derive(Clone, Default)]
@@ -71,14 +71,16 @@ impl Outcome {
 pub async fn apply(
     plan: &Plan,
     providers: &ProviderSet,
-    state: &mut LocalState,
+    state: &mut dyn StateStore,
     parallelism: usize,
     progress: &dyn Progress,
 ) -> Result<Outcome, StateError> {
     if state.state().lineage.is_empty() {
-        state.write(vec![StateOp::Init {
-            lineage: plan.lineage.clone(),
-        }])?;
+        state
+            .write(vec![StateOp::Init {
+                lineage: plan.lineage.clone(),
+            }])
+            .await?;
     }
     let fixes: Vec<StateOp> = plan
         .state_fixes
@@ -95,10 +97,10 @@ pub async fn apply(
             },
         })
         .collect();
-    state.write(fixes)?;
+    state.write(fixes).await?;
     // Intents left by an interrupted apply were accounted for by this plan.
     if !state.state().pending.is_empty() {
-        state.write(vec![StateOp::ClearPending])?;
+        state.write(vec![StateOp::ClearPending]).await?;
     }
 
     let changes = &plan.changes;
@@ -163,7 +165,9 @@ pub async fn apply(
                 .filter_map(|i| Some((changes[*i].address.clone(), changes[*i].after.clone()?)))
                 .collect();
             if !intents.is_empty() {
-                state.write(vec![StateOp::Intend { changes: intents }])?;
+                state
+                    .write(vec![StateOp::Intend { changes: intents }])
+                    .await?;
             }
             let owner = plan.lineage.clone();
             inflight.spawn(async move {
@@ -220,7 +224,7 @@ pub async fn apply(
             }
         }
         // Persist before releasing dependents: what is recorded is what completed.
-        state.write(ops)?;
+        state.write(ops).await?;
         for i in done {
             outcome.applied.push(Applied {
                 address: changes[i].address.clone(),
@@ -236,7 +240,7 @@ pub async fn apply(
         }
     }
     progress.finish();
-    state.compact()?;
+    state.compact().await?;
     Ok(outcome)
 }
 

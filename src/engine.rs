@@ -12,10 +12,19 @@ use crate::model::{Address, Attrs, Cloud, ProviderKind, ResourceKind};
 use crate::plan::{self, Filter, Plan, Target};
 use crate::provider::sandbox::Sandbox;
 use crate::provider::{GroupRef, LiveResource, Provider, Scope};
-use crate::state::{LocalState, LockError, LockHolder, StateError};
+use crate::state::{self, LocalState, Location, LockError, LockHolder, StateError, StateStore};
 
 /// A state error as the user should read it: a held lock names its holder.
 pub fn state_error(e: &StateError) -> Diag {
+    if let StateError::Fenced { .. } = e {
+        return Diag::error("state::fenced", e.to_string())
+            .help("this replica lost its lease; the replica that holds it now applies instead");
+    }
+    if let StateError::Postgres(_) = e {
+        return Diag::error("state::postgres", e.to_string()).help(
+            "check [backend] url (or CAIRN_PG_URL) and that the database is reachable; what completed before the error is in the state",
+        );
+    }
     match e {
         StateError::Lock(LockError::Held { holder, waited }) => {
             let d = Diag::error("state::locked", format!("the state is locked by {holder}"));
@@ -31,14 +40,27 @@ pub fn state_error(e: &StateError) -> Diag {
     }
 }
 
+/// The directory of the stack's local files: the state itself with the local backend, and
+/// beside it the audit log and the daemon's failovers in force (kept locally with either).
 pub fn state_dir(stack: &Stack) -> Result<PathBuf, Diag> {
     match &stack.backend {
-        Backend::Local { dir } => Ok(LocalState::dir_for(dir, &stack.environment)),
-        Backend::Postgres { .. } => Err(Diag::error(
-            "state::backend",
-            "the postgres backend is not available in this version of cairn",
-        )
-        .help("use [backend] kind = \"local\" (the default) for now")),
+        Backend::Local { dir } | Backend::Postgres { dir, .. } => {
+            Ok(LocalState::dir_for(dir, &stack.environment))
+        }
+    }
+}
+
+/// Where the stack's state is.
+pub fn location(stack: &Stack) -> Location {
+    match &stack.backend {
+        Backend::Local { dir } => Location::Local {
+            dir: absolute(&LocalState::dir_for(dir, &stack.environment)),
+        },
+        Backend::Postgres { db, .. } => Location::Postgres {
+            db: db.clone(),
+            stack: stack.name.clone(),
+            environment: stack.environment.clone(),
+        },
     }
 }
 
@@ -50,6 +72,10 @@ pub fn target_of(stack: &Stack) -> Result<Target, Diag> {
     Ok(Target {
         stack_dir: absolute(&stack.dir),
         state_dir: absolute(&state_dir(stack)?),
+        state: match location(stack) {
+            Location::Local { .. } => None,
+            pg => Some(pg),
+        },
         sandbox_dir: absolute(&stack.providers.sandbox_dir),
         clouds: Cloud::ALL
             .iter()
@@ -155,7 +181,7 @@ pub fn scope_of(stack: &Stack) -> Scope {
 /// Everything plan and apply share: the plan, the locked state, the providers.
 pub struct Planned {
     pub plan: Plan,
-    pub state: LocalState,
+    pub state: Box<dyn StateStore>,
     pub providers: ProviderSet,
     /// The holder of the previous lock, when its run was interrupted.
     pub interrupted: Option<LockHolder>,
@@ -169,6 +195,8 @@ pub struct PlanRequest<'a> {
     pub destroy: bool,
     /// Who takes the lock, e.g. `cairn apply`.
     pub command: &'a str,
+    /// The fencing token an enforce replica writes under (postgres backend).
+    pub fence: Option<i64>,
 }
 
 /// Takes the state lock, refreshes the providers (while the state is read) and plans.
@@ -179,6 +207,7 @@ pub async fn plan(req: PlanRequest<'_>) -> Result<Planned, Vec<Diag>> {
         lock_timeout,
         destroy,
         command,
+        fence,
     } = req;
     // Checks that need no lock come first, so a refusal leaves nothing behind.
     for pattern in filter.targets.iter().chain(&filter.excludes) {
@@ -192,28 +221,30 @@ pub async fn plan(req: PlanRequest<'_>) -> Result<Planned, Vec<Diag>> {
     }
     check_providers(stack).map_err(|d| vec![d])?;
     let mut target = target_of(stack).map_err(|d| vec![d])?;
-    let (dir, command) = (target.state_dir.clone(), command.to_string());
-    // Locking may wait and reading is file I/O: both off the async workers. The lock comes
-    // first; then the state is read while the providers refresh.
-    let lock = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || LocalState::lock(&dir, &command, lock_timeout))
-            .await
-            .expect("the state locker panicked")
-            .map_err(|e| vec![state_error(&e)])?
-    };
-    let state = tokio::task::spawn_blocking(move || LocalState::open_with(&dir, lock));
+    // The lock comes first; then the state is read while the providers refresh.
+    let state = state::open_locked(
+        &target.location(),
+        state::Open {
+            command,
+            lock_timeout,
+            fence,
+        },
+    )
+    .await
+    .map_err(|e| vec![state_error(&e)])?;
     let refreshed = async {
         let p = providers(&target).await?;
         let live = refresh(&p, &target.scope).await?;
         Ok::<_, Diag>((p, live))
     }
     .await;
-    let state = state
-        .await
-        .expect("the state reader panicked")
-        .map_err(|e| vec![state_error(&e)])?;
-    let (providers, mut live) = refreshed.map_err(|d| vec![d])?;
+    let (providers, mut live) = match refreshed {
+        Ok(r) => r,
+        Err(d) => {
+            state.unlock().await;
+            return Err(vec![d]);
+        }
+    };
     let interrupted = state.interrupted().cloned();
     // Zones and groups only the state still mentions (removed from the config) are listed
     // too, or their resources could not be found to delete.
@@ -232,7 +263,14 @@ pub async fn plan(req: PlanRequest<'_>) -> Result<Planned, Vec<Diag>> {
         destroy,
         filter,
         target,
-    })?;
+    });
+    let plan = match plan {
+        Ok(p) => p,
+        Err(d) => {
+            state.unlock().await;
+            return Err(d);
+        }
+    };
     Ok(Planned {
         plan,
         state,

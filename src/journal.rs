@@ -179,6 +179,21 @@ impl<T: Journaled> Journal<T> {
         Ok(())
     }
 
+    /// Replaces the whole value and its sequence number (a state migrated from another
+    /// backend keeps its serial), durably: written as a fresh snapshot.
+    pub fn replace(&mut self, value: T, seq: u64) -> io::Result<()> {
+        // Lines of the replaced value must never be replayed onto the new one.
+        if self.log_path.exists() {
+            OpenOptions::new()
+                .write(true)
+                .open(&self.log_path)?
+                .set_len(0)?;
+        }
+        self.value = value;
+        self.seq = seq;
+        self.compact()
+    }
+
     /// Folds the journal into a fresh snapshot. Safe to be killed at any point.
     pub fn compact(&mut self) -> io::Result<()> {
         let dir = self.snapshot_path.parent().unwrap_or(Path::new("."));

@@ -112,7 +112,12 @@ impl StateFix {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
     pub stack_dir: PathBuf,
+    /// The stack's local files (the state itself with the local backend; the audit log).
     pub state_dir: PathBuf,
+    /// The state when it is not in `state_dir` (the postgres backend). A connection string
+    /// taken from the environment is not saved: it is read again where the plan is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::state::Location>,
     pub sandbox_dir: PathBuf,
     pub clouds: BTreeMap<Cloud, ProviderKind>,
     /// What refresh lists; a saved plan re-lists the same to check nothing moved.
@@ -122,6 +127,17 @@ pub struct Target {
     pub aws: Option<crate::config::AwsSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<crate::config::AzureSettings>,
+}
+
+impl Target {
+    /// Where the state is.
+    pub fn location(&self) -> crate::state::Location {
+        self.state
+            .clone()
+            .unwrap_or_else(|| crate::state::Location::Local {
+                dir: self.state_dir.clone(),
+            })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

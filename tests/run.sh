@@ -21,6 +21,16 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 fi
 
+# Debian's postgresql package: the postgres state backend's and HA enforce's tests start a
+# throwaway cluster from its binaries (initdb + postgres under /usr/lib/postgresql/*/bin, on a
+# free loopback port, as the `postgres` user when run as root).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "==> installing PostgreSQL (Debian package postgresql)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

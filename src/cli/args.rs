@@ -285,8 +285,13 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct EnforceArgs {
-    #[command(flatten)]
-    pub stack: StackArgs,
+    /// The stack directories to enforce. Replicas sharing stacks (postgres backend) are all
+    /// given the same list; each stack is led by one of them at a time.
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Environment (default: each stack's [stack] environment).
+    #[arg(long, short = 'e', env = "CAIRN_ENV")]
+    pub env: Option<String>,
     /// Address of the HTTP API (status, events, metrics, operator actions).
     #[arg(long, default_value = "127.0.0.1:7373", value_name = "ADDR:PORT")]
     pub listen: std::net::SocketAddr,
@@ -327,6 +332,25 @@ pub struct EnforceArgs {
     /// Log lines on stderr as text or as JSON objects (level filter: CAIRN_LOG, e.g. `debug`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Postgres backend: how long a stack's lease lasts without renewal (renewed every
+    /// quarter of it). A stack whose leader dies is taken over within about 1.25 times this.
+    #[arg(long, default_value = "3s", value_parser = parse_lease)]
+    pub lease: Duration,
+    /// Postgres backend: this replica's name, as /status shows it (default: HOST-PID).
+    #[arg(long, env = "CAIRN_REPLICA_ID", value_name = "NAME")]
+    pub replica_id: Option<String>,
+    /// Postgres backend: the URL of this replica's API that other replicas report (default:
+    /// http://LISTEN).
+    #[arg(long, value_name = "URL")]
+    pub advertise: Option<String>,
+}
+
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(400) {
+        return Err("a lease shorter than 400ms cannot be renewed reliably".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -461,6 +485,56 @@ pub enum StateCommand {
     },
     /// Show who holds the state lock; explain how to release it.
     Unlock(StackArgs),
+    /// Copy the state to the other backend (local ⇄ postgres), then read both back and
+    /// compare them.
+    #[command(
+        after_help = "The source is the backend the stack's [backend] names; the copy goes to \
+--to. Both are locked while copying; the source is left as it was. A destination that \
+already holds state is refused unless --force. After migrating to postgres, set \
+[backend] kind = \"postgres\" in the stack.
+
+Exit codes: 0 copied and verified, 1 refused or failed (nothing is left half-written: the \
+copy is one transaction or one atomic snapshot)."
+    )]
+    Migrate(MigrateArgs),
+    /// The batches written to the state, newest first: serial, time, writer, operations
+    /// (postgres backend).
+    History {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// How many batches to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    Local,
+    Postgres,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// The backend to copy the state to.
+    #[arg(long, value_enum)]
+    pub to: BackendArg,
+    /// Postgres: connection string (default: [backend] url, CAIRN_PG_URL, DATABASE_URL).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Postgres: CA certificate(s) (PEM) the server's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Local: the directory to keep state under, relative to the stack (default: `.cairn`).
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// Overwrite a destination that already holds state.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Subcommand)]

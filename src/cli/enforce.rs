@@ -16,8 +16,8 @@ pub fn run(a: &EnforceArgs, ui: &Ui) -> CmdResult {
     };
     init_logging(a.log_format, ui.color_err);
     let settings = Settings {
-        dir: a.stack.dir.clone(),
-        env: a.stack.env.clone(),
+        dirs: a.dirs.clone(),
+        env: a.env.clone(),
         listen: a.listen,
         report_only: a.report_only,
         drift: BTreeMap::from([
@@ -31,6 +31,11 @@ pub fn run(a: &EnforceArgs, ui: &Ui) -> CmdResult {
         debounce: a.debounce,
         lock_timeout: a.lock_timeout,
         scale_interval: a.scale_interval,
+        ha: crate::enforce::ha::HaSettings {
+            lease: a.lease,
+            replica_id: a.replica_id.clone(),
+            advertise: a.advertise.clone(),
+        },
     };
     runtime().block_on(enforce::run(settings))?;
     Ok(EXIT_OK)

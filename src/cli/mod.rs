@@ -30,7 +30,7 @@ use crate::diag::{self, Diag};
 use crate::engine::{self, Planned};
 use crate::plan::{self, Filter, Plan};
 use crate::provider::{LiveResource, Scope};
-use crate::state::{LocalState, StateError};
+use crate::state::{self as st, StateError, StateStore};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
@@ -179,6 +179,11 @@ fn validate(a: &StackArgs, ui: &Ui) -> CmdResult {
     Ok(if ok { EXIT_OK } else { EXIT_ERROR })
 }
 
+/// The stack's state, read without the lock.
+fn read_state(stack: &Stack) -> Result<st::State, Failure> {
+    Ok(runtime().block_on(st::read(&engine::location(stack)))?.0)
+}
+
 fn state_dir(stack: &Stack) -> Result<PathBuf, Failure> {
     Ok(engine::state_dir(stack)?)
 }
@@ -222,6 +227,7 @@ pub(super) fn make_plan(
         lock_timeout: lock.lock_timeout,
         destroy,
         command,
+        fence: None,
     }))?;
     if let Some(h) = &planned.interrupted {
         ui.note(&format!("the previous {h} was interrupted; its completed changes are in the state and this plan picks up where it stopped"));
@@ -235,8 +241,11 @@ fn plan_cmd(a: &PlanArgs, ui: &Ui) -> CmdResult {
     let Planned {
         mut plan,
         providers,
+        state,
         ..
     } = make_plan(&stack, &a.filter, &a.lock, a.destroy, "cairn plan", &rt, ui)?;
+    // Planning reads under the lock; it is released before anything is printed.
+    rt.block_on(state.unlock());
     policy::evaluate_plan(&stack, &mut plan, &a.policy, ui)?;
     if let Some(out) = &a.out {
         let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
@@ -329,8 +338,8 @@ struct ApplyOptions<'a> {
 }
 
 fn run_apply(s: &StackArgs, o: &ApplyOptions<'_>, ui: &Ui) -> CmdResult {
-    let (destroy, auto_approve) = (o.destroy, o.auto_approve);
-    if ui.json && !auto_approve {
+    let destroy = o.destroy;
+    if ui.json && !o.auto_approve {
         return Err(Diag::error(
             "cli::usage",
             "--json needs --auto-approve: a confirmation prompt cannot share stdout with JSON",
@@ -345,32 +354,52 @@ fn run_apply(s: &StackArgs, o: &ApplyOptions<'_>, ui: &Ui) -> CmdResult {
         "cairn apply"
     };
     let Planned {
-        mut plan,
-        mut state,
+        plan,
+        state,
         providers,
         ..
     } = make_plan(&stack, o.filter, o.lock, destroy, command, &rt, ui)?;
-    policy::evaluate_plan(&stack, &mut plan, o.policy, ui)?;
-    if !ui.json {
-        print!("{}", plan::render(&plan, ui.color_out));
-        print!("{}", policy::render_findings(&plan.findings, ui.color_out));
-    }
-    if !plan.has_changes() {
-        return Ok(nothing_to_do(&plan, ui));
-    }
-    let gate = policy::gate(&plan.findings, o.overrides)?;
-    if !auto_approve && !confirm(destroy)? {
-        println!("\nApply cancelled: nothing was changed.");
-        return Ok(EXIT_ERROR);
-    }
-    policy::record(&gate, &plan)?;
-    execute(&plan, &providers, &mut state, o.parallelism, ui, &rt)
+    let (result, state) = decide_and_apply(&stack, plan, &providers, state, o, ui, &rt);
+    rt.block_on(state.unlock());
+    result
+}
+
+/// Policies, confirmation, apply: the part of apply and destroy that runs under the lock.
+/// Returns the state with the outcome so the caller releases the lock in one place.
+fn decide_and_apply(
+    stack: &Stack,
+    mut plan: Plan,
+    providers: &ProviderSet,
+    mut state: Box<dyn StateStore>,
+    o: &ApplyOptions<'_>,
+    ui: &Ui,
+    rt: &tokio::runtime::Runtime,
+) -> (CmdResult, Box<dyn StateStore>) {
+    let mut run = |state: &mut Box<dyn StateStore>| -> CmdResult {
+        policy::evaluate_plan(stack, &mut plan, o.policy, ui)?;
+        if !ui.json {
+            print!("{}", plan::render(&plan, ui.color_out));
+            print!("{}", policy::render_findings(&plan.findings, ui.color_out));
+        }
+        if !plan.has_changes() {
+            return Ok(nothing_to_do(&plan, ui));
+        }
+        let gate = policy::gate(&plan.findings, o.overrides)?;
+        if !o.auto_approve && !confirm(o.destroy)? {
+            println!("\nApply cancelled: nothing was changed.");
+            return Ok(EXIT_ERROR);
+        }
+        policy::record(&gate, &plan)?;
+        execute(&plan, providers, state.as_mut(), o.parallelism, ui, rt)
+    };
+    let result = run(&mut state);
+    (result, state)
 }
 
 fn execute(
     plan: &Plan,
     providers: &ProviderSet,
-    state: &mut LocalState,
+    state: &mut dyn StateStore,
     parallelism: usize,
     ui: &Ui,
     rt: &tokio::runtime::Runtime,
@@ -458,11 +487,28 @@ fn apply_saved(a: &ApplyArgs, ui: &Ui) -> CmdResult {
         )
         .into());
     }
-    let mut state = LocalState::open_locked(
-        &plan.target.state_dir,
-        "cairn apply (saved plan)",
-        lock_timeout,
-    )?;
+    let rt = runtime();
+    let mut state = rt.block_on(st::open_locked(
+        &plan.target.location(),
+        st::Open {
+            command: "cairn apply (saved plan)",
+            lock_timeout,
+            fence: None,
+        },
+    ))?;
+    let result = apply_saved_locked(&plan, state.as_mut(), a, parallelism, ui, &rt);
+    rt.block_on(state.unlock());
+    result
+}
+
+fn apply_saved_locked(
+    plan: &Plan,
+    state: &mut dyn StateStore,
+    a: &ApplyArgs,
+    parallelism: usize,
+    ui: &Ui,
+    rt: &tokio::runtime::Runtime,
+) -> CmdResult {
     let stale = |why: String| -> Failure {
         Diag::error("plan::stale", format!("the saved plan is stale: {why}"))
             .help("nothing was changed; run `cairn plan --out FILE` again and review the new plan")
@@ -481,22 +527,21 @@ fn apply_saved(a: &ApplyArgs, ui: &Ui) -> CmdResult {
             "it was made for a different state (lineage differs)".into(),
         ));
     }
-    let rt = runtime();
-    let providers = providers(&plan.target, &rt)?;
+    let providers = providers(&plan.target, rt)?;
     let live = rt.block_on(refresh(&providers, &plan.target.scope))?;
     if plan::live_digest(&live) != plan.live_digest {
         return Err(stale("live resources changed since it was made".into()));
     }
     if !ui.json {
-        print!("{}", plan::render(&plan, ui.color_out));
+        print!("{}", plan::render(plan, ui.color_out));
         print!("{}", policy::render_findings(&plan.findings, ui.color_out));
     }
     if !plan.has_changes() {
-        return Ok(nothing_to_do(&plan, ui));
+        return Ok(nothing_to_do(plan, ui));
     }
     let gate = policy::gate(&plan.findings, &a.overrides)?;
-    policy::record(&gate, &plan)?;
-    execute(&plan, &providers, &mut state, parallelism, ui, &rt)
+    policy::record(&gate, plan)?;
+    execute(plan, &providers, state, parallelism, ui, rt)
 }
 
 /// An apply with nothing to do: the plan already said so in text; JSON needs a document.
@@ -531,7 +576,7 @@ fn show(a: &ShowArgs, ui: &Ui) -> CmdResult {
         },
         ui,
     )?;
-    let st = LocalState::open_read(&state_dir(&stack)?)?;
+    let st = read_state(&stack)?;
     if ui.json {
         ui.print_json(&st);
     } else if st.resources.is_empty() {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::args::ScaleExplainArgs;
 use super::ui::Ui;
-use super::{CmdResult, EXIT_OK, load, runtime, state_dir};
+use super::{CmdResult, EXIT_OK, load, runtime};
 use crate::config::Stack;
 use crate::diag::Diag;
 use crate::ml::chart::{Chart, Line, LineKind};
@@ -16,7 +16,6 @@ use crate::ml::scaler::{Decision, Policy, Replicas, Scaler};
 use crate::ml::series::{Series, format_timestamp};
 use crate::ml::source::MetricReader;
 use crate::model::Attrs;
-use crate::state::LocalState;
 
 /// Metric resolution: the traces' and the forecaster's step.
 const STEP: i64 = 300;
@@ -133,9 +132,7 @@ pub fn explain(args: &ScaleExplainArgs, ui: &Ui) -> CmdResult {
 /// The service's groups' summed min, max and current desired replicas: from the recorded
 /// state when something was applied, else as declared.
 fn group_sizes(stack: &Stack, service: &str) -> (u32, u32, u32) {
-    let recorded = state_dir(stack)
-        .ok()
-        .and_then(|d| LocalState::open_read(&d).ok());
+    let recorded = super::read_state(stack).ok();
     let (mut min, mut max, mut current) = (0, 0, 0);
     for d in &stack.resources {
         let Attrs::Group(g) = &d.attrs else { continue };

@@ -205,13 +205,15 @@ impl Compiler {
         };
         match b.value.kind.get() {
             BackendKind::Local => {
-                if let Some(url) = &b.value.url {
-                    self.error(
-                        "config::invalid_value",
-                        "`url` is only for the postgres backend",
-                        b.loc(url.span()),
-                        "remove this",
-                    );
+                for (key, v) in [("url", &b.value.url), ("ca_file", &b.value.ca_file)] {
+                    if let Some(v) = v {
+                        self.error(
+                            "config::invalid_value",
+                            format!("`{key}` is only for the postgres backend"),
+                            b.loc(v.span()),
+                            "remove this",
+                        );
+                    }
                 }
                 let path = b.value.path.as_ref().map_or(".cairn", |p| p.get().as_str());
                 Backend::Local {
@@ -228,7 +230,11 @@ impl Compiler {
                     );
                 }
                 Backend::Postgres {
-                    url: b.value.url.as_ref().map(|u| u.get().clone()),
+                    db: crate::state::pg::Db {
+                        url: b.value.url.as_ref().map(|u| u.get().clone()),
+                        ca_file: b.value.ca_file.as_ref().map(|p| dir.join(p.get())),
+                    },
+                    dir: dir.join(".cairn"),
                 }
             }
         }

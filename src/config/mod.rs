@@ -71,8 +71,15 @@ pub struct Dependency {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
-    Local { dir: PathBuf },
-    Postgres { url: Option<String> },
+    Local {
+        dir: PathBuf,
+    },
+    Postgres {
+        db: crate::state::pg::Db,
+        /// Where this machine keeps the stack's local files (audit log, failovers in force):
+        /// `.cairn/` beside the stack.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]

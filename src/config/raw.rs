@@ -144,6 +144,9 @@ pub struct RawBackend {
     pub path: Option<Sp<String>>,
     /// Postgres backend: connection string (or the `CAIRN_PG_URL` environment variable).
     pub url: Option<Sp<String>>,
+    /// Postgres backend: CA certificate(s) (PEM) the server's certificate must chain to
+    /// (default: `sslrootcert=` in the URL, `PGSSLROOTCERT`, or the system's roots).
+    pub ca_file: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

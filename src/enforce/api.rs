@@ -16,15 +16,58 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::{Role, Shared, Trigger};
 
-pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
-    let app = router(shared.clone());
-    let mut stop = shared.shutdown.subscribe();
+pub async fn serve(
+    app: axum::Router,
+    listener: tokio::net::TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|s| *s).await;
     });
     if let Err(e) = server.await {
         tracing::error!(error = %e, "the API server stopped");
     }
+}
+
+/// The API of every stack: the first at `/` (as when enforcing one stack), each at
+/// `/stacks/NAME/ENVIRONMENT/`, and `/stacks` listing them with who leads each.
+pub fn app(shareds: &[Arc<Shared>]) -> axum::Router {
+    let mut app = router(shareds[0].clone());
+    for shared in shareds {
+        let path = {
+            let s = shared.status.lock().expect("status");
+            format!("/stacks/{}/{}", s.stack, s.environment)
+        };
+        app = app.nest(&path, router(shared.clone()));
+    }
+    let all = shareds.to_vec();
+    app.route(
+        "/stacks",
+        get(move |headers: HeaderMap| {
+            let all = all.clone();
+            async move { stacks(&all, &headers) }
+        }),
+    )
+}
+
+fn stacks(all: &[Arc<Shared>], headers: &HeaderMap) -> Response {
+    if let Err(r) = authorize(&all[0], headers, Role::Viewer) {
+        return r;
+    }
+    let list: Vec<serde_json::Value> = all
+        .iter()
+        .map(|shared| {
+            let s = shared.status.lock().expect("status");
+            serde_json::json!({
+                "stack": s.stack,
+                "environment": s.environment,
+                "ready": s.ready,
+                "reconciles": s.reconciles,
+                "leadership": s.leadership,
+            })
+        })
+        .collect();
+    Json(list).into_response()
 }
 
 pub fn router(shared: Arc<Shared>) -> axum::Router {
@@ -80,7 +123,16 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.status.lock().expect("status").ready {
+    let (ready, follower) = {
+        let s = shared.status.lock().expect("status");
+        let follower = s
+            .leadership
+            .as_ref()
+            .is_some_and(|l| l.role != super::ha::LEADER && l.leader.is_some());
+        (s.ready, follower)
+    };
+    // A follower serves the read-only API as soon as it knows who leads.
+    if ready || follower {
         "ready\n".into_response()
     } else {
         (
@@ -151,6 +203,9 @@ async fn reconcile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     if let Err(r) = authorize(&shared, &headers, Role::Operator) {
         return r;
     }
+    if let Some(why) = shared.led_elsewhere() {
+        return error(StatusCode::CONFLICT, &why);
+    }
     if shared.trigger(Trigger::Manual) {
         (
             StatusCode::ACCEPTED,
@@ -179,6 +234,9 @@ async fn failback(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Ur
 fn manual(shared: &Arc<Shared>, headers: &HeaderMap, uri: &Uri, back: bool) -> Response {
     if let Err(r) = authorize(shared, headers, Role::Operator) {
         return r;
+    }
+    if let Some(why) = shared.led_elsewhere() {
+        return error(StatusCode::CONFLICT, &why);
     }
     let record = match Query::<RecordQuery>::try_from_uri(uri) {
         Ok(Query(q)) => q.record,

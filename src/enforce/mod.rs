@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod failover;
+pub mod ha;
 pub mod health;
 pub mod monitoring;
 pub mod scaling;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::runtime::Handle;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use status::{Event, Status};
@@ -56,7 +58,8 @@ pub enum Role {
 /// Everything the daemon is told on its command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub dir: PathBuf,
+    /// The stacks to enforce (every replica of a team is given the same list).
+    pub dirs: Vec<PathBuf>,
     pub env: Option<String>,
     pub listen: SocketAddr,
     /// Detect drift and report it, change nothing.
@@ -72,6 +75,8 @@ pub struct Settings {
     pub lock_timeout: Duration,
     /// How often each service's scaling is decided (services with a load metric).
     pub scale_interval: Duration,
+    /// Leases shared with other replicas (stacks on the postgres backend).
+    pub ha: ha::HaSettings,
 }
 
 /// Why a reconcile runs.
@@ -95,9 +100,12 @@ pub enum Trigger {
 /// State shared by the tasks and the API.
 pub struct Shared {
     pub settings: Settings,
+    /// This stack's directory.
+    pub dir: PathBuf,
     pub status: Mutex<Status>,
     pub events: broadcast::Sender<Event>,
-    pub triggers: mpsc::UnboundedSender<Trigger>,
+    /// Set while this replica leads the stack (its reconciler runs).
+    triggers: Mutex<Option<mpsc::UnboundedSender<Trigger>>>,
     /// Published overrides of declared routing, by record address.
     overlay: Mutex<BTreeMap<Address, Routing>>,
     /// Replicas decided by scaling, by group address (kept within the group's min and max).
@@ -111,10 +119,16 @@ pub struct Shared {
     /// Records with every member down, alerted once until one recovers.
     alerting: Mutex<std::collections::BTreeSet<Address>>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    shutdown: watch::Sender<bool>,
+    shutdown: Arc<watch::Sender<bool>>,
     /// Where the audit log is (beside the state), for the daemon's own actions.
     state_dir: Option<PathBuf>,
+    /// Reconciles running at once across the daemon's stacks (each holds a database
+    /// connection and works the CPU): many stacks queue instead of exhausting either.
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many stacks one daemon reconciles at the same time.
+const CONCURRENT_RECONCILES: usize = 8;
 
 /// Events that are actions on DNS or on what is enforced: each is also an audit entry.
 const AUDITED: &[&str] = &[
@@ -152,9 +166,44 @@ impl Shared {
         let _ = self.events.send(event);
     }
 
-    /// Asks for a reconcile; returns false when the daemon is shutting down.
+    /// Asks for a reconcile; returns false when the daemon is shutting down or this
+    /// replica does not lead the stack.
     pub fn trigger(&self, t: Trigger) -> bool {
-        self.triggers.send(t).is_ok()
+        self.triggers
+            .lock()
+            .expect("triggers")
+            .as_ref()
+            .is_some_and(|tx| tx.send(t).is_ok())
+    }
+
+    /// The fencing token state writes are made under, while this replica leads a stack
+    /// shared with other replicas.
+    pub fn fence(&self) -> Option<i64> {
+        let status = self.status.lock().expect("status");
+        status
+            .leadership
+            .as_ref()
+            .filter(|l| l.role == ha::LEADER)
+            .and_then(|l| l.token)
+    }
+
+    /// Why an operator action cannot run here: another replica leads the stack.
+    pub fn led_elsewhere(&self) -> Option<String> {
+        let status = self.status.lock().expect("status");
+        let l = status
+            .leadership
+            .as_ref()
+            .filter(|l| l.role != ha::LEADER)?;
+        Some(match &l.leader {
+            Some(r) => format!(
+                "this replica does not lead `{}` ({}): replica {} does, at {}",
+                status.stack, status.environment, r.id, r.api
+            ),
+            None => format!(
+                "this replica does not lead `{}` ({}), and no replica does right now",
+                status.stack, status.environment
+            ),
+        })
     }
 
     /// Fails a record over (or back) by an operator's request.
@@ -280,64 +329,194 @@ fn describe_metrics() {
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns an error only if it cannot start.
 pub async fn run(settings: Settings) -> Result<(), Vec<Diag>> {
-    // The configuration must be good at start: there is no last good one to fall back to.
-    let (stack, _) = config::load_stack(&settings.dir, settings.env.as_deref())?;
-    accept(&stack)?;
+    // Every configuration must be good at start: there is no last good one to fall back to.
+    let mut stacks = Vec::new();
+    let mut diags = Vec::new();
+    for dir in &settings.dirs {
+        match config::load_stack(dir, settings.env.as_deref())
+            .and_then(|(stack, _)| accept(&stack).map(|_| stack))
+        {
+            Ok(stack) => stacks.push((dir.clone(), stack)),
+            Err(d) => diags.extend(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (dir, stack) in &stacks {
+        if !seen.insert((stack.name.clone(), stack.environment.clone())) {
+            return Err(vec![Diag::error(
+                "enforce::duplicate",
+                format!(
+                    "stack `{}` ({}) is given twice (again at `{}`)",
+                    stack.name,
+                    stack.environment,
+                    dir.display()
+                ),
+            )]);
+        }
+    }
     // A misconfigured audit key stops the daemon before it changes anything, as it stops apply.
     crate::audit::Keys::from_env().map_err(|e| vec![Diag::error("audit::key", e)])?;
-    let (events, _) = broadcast::channel(1024);
-    let (triggers, rx) = mpsc::unbounded_channel();
-    let (shutdown, _) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        status: Mutex::new(Status::new(&stack, &settings)),
-        settings,
-        events,
-        triggers,
-        overlay: Mutex::new(load_overlay(&stack)),
-        scaled: Mutex::new(BTreeMap::new()),
-        routed_away: Mutex::new(BTreeMap::new()),
-        trackers: Mutex::new(BTreeMap::new()),
-        manual: Mutex::new(BTreeMap::new()),
-        alerting: Mutex::new(Default::default()),
-        metrics: install_metrics(),
-        shutdown,
-        state_dir: engine::state_dir(&stack).ok(),
-    });
-    let listener = tokio::net::TcpListener::bind(shared.settings.listen)
+    let shutdown = Arc::new(watch::channel(false).0);
+    let metrics = install_metrics();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RECONCILES));
+    let shareds: Vec<Arc<Shared>> = stacks
+        .iter()
+        .map(|(dir, stack)| {
+            let (events, _) = broadcast::channel(1024);
+            Arc::new(Shared {
+                status: Mutex::new(Status::new(stack, &settings)),
+                settings: settings.clone(),
+                dir: dir.clone(),
+                events,
+                triggers: Mutex::new(None),
+                overlay: Mutex::new(load_overlay(stack)),
+                scaled: Mutex::new(BTreeMap::new()),
+                routed_away: Mutex::new(BTreeMap::new()),
+                trackers: Mutex::new(BTreeMap::new()),
+                manual: Mutex::new(BTreeMap::new()),
+                alerting: Mutex::new(Default::default()),
+                metrics: metrics.clone(),
+                shutdown: shutdown.clone(),
+                state_dir: engine::state_dir(stack).ok(),
+                slots: slots.clone(),
+            })
+        })
+        .collect();
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| {
             vec![Diag::error(
                 "enforce::listen",
-                format!("cannot listen on {}: {e}", shared.settings.listen),
+                format!("cannot listen on {}: {e}", settings.listen),
             )]
         })?;
     let bound = listener
         .local_addr()
         .map_err(|e| vec![Diag::error("enforce::listen", e.to_string())])?;
-    tracing::info!(address = %bound, stack = %stack.name, "cairn enforce started");
-    shared.emit(
-        "started",
-        format!(
-            "enforcing `{}` ({}); API on http://{bound}",
-            stack.name, stack.environment
-        ),
-        serde_json::json!({ "listen": bound.to_string() }),
-    );
-
+    let me = ha::replica(&settings.ha, bound);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(api::serve(shared.clone(), listener));
-    tasks.spawn(watch_files(shared.clone()));
-    tasks.spawn(drift_timers(shared.clone()));
-    tasks.spawn(signals(shared.clone()));
-    shared.trigger(Trigger::Start);
-    reconciler(shared.clone(), rx, stack).await;
-    shared.emit(
-        "stopped",
-        "cairn enforce stopped".into(),
-        serde_json::Value::Null,
-    );
+    tasks.spawn(api::serve(
+        api::app(&shareds),
+        listener,
+        shutdown.subscribe(),
+    ));
+    tasks.spawn(signals(shareds.clone(), shutdown.clone()));
+    // Stacks on the local backend are led by this process alone; stacks on postgres are
+    // shared with other replicas through leases, one coordinator per database.
+    let mut local = Vec::new();
+    let mut shared_dbs: Vec<(crate::state::pg::Db, ha::Group)> = Vec::new();
+    for (shared, (_, stack)) in shareds.iter().zip(stacks) {
+        tracing::info!(address = %bound, stack = %stack.name, "cairn enforce started");
+        shared.emit(
+            "started",
+            format!(
+                "enforcing `{}` ({}); API on http://{bound}",
+                stack.name, stack.environment
+            ),
+            serde_json::json!({ "listen": bound.to_string(), "replica": me.id }),
+        );
+        match &stack.backend {
+            config::Backend::Postgres { db, .. } => {
+                match shared_dbs.iter_mut().find(|(d, _)| d == db) {
+                    Some((_, group)) => group.push((shared.clone(), stack)),
+                    None => shared_dbs.push((db.clone(), vec![(shared.clone(), stack)])),
+                }
+            }
+            config::Backend::Local { .. } => {
+                local.push((shared.clone(), lead(shared, stack, &Handle::current())))
+            }
+        }
+    }
+    // Each coordinator runs on a thread of its own: reconciles busy on every core must not
+    // delay a lease's renewal past its end.
+    let mut coordinators = Vec::new();
+    for (db, group) in shared_dbs {
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let (ha, me, shutdown, main) = (
+            settings.ha.clone(),
+            me.clone(),
+            shutdown.clone(),
+            Handle::current(),
+        );
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for leases");
+            rt.block_on(ha::coordinate(db, group, ha, me, shutdown, main));
+            let _ = done.send(());
+        });
+        coordinators.push(finished);
+    }
+    // Until SIGTERM or SIGINT; then each reconcile in flight ends before the daemon does.
+    let _ = shutdown.subscribe().wait_for(|s| *s).await;
+    for (shared, leading) in local {
+        leading.finish(&shared, Duration::MAX).await;
+    }
+    for finished in coordinators {
+        let _ = finished.await;
+    }
+    for shared in &shareds {
+        shared.emit(
+            "stopped",
+            "cairn enforce stopped".into(),
+            serde_json::Value::Null,
+        );
+    }
     tasks.abort_all();
     Ok(())
+}
+
+/// The tasks of a stack this replica leads: its reconciler, file watcher and drift timers.
+pub(crate) struct Leading {
+    reconciler: tokio::task::JoinHandle<()>,
+    helpers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts leading a stack, on the daemon's runtime: the first reconcile loads its
+/// configuration afresh.
+pub(crate) fn lead(shared: &Arc<Shared>, stack: Stack, rt: &Handle) -> Leading {
+    let (tx, rx) = mpsc::unbounded_channel();
+    *shared.triggers.lock().expect("triggers") = Some(tx.clone());
+    let helpers = vec![
+        rt.spawn(watch_files(shared.clone())),
+        rt.spawn(drift_ticks(shared.settings.drift.clone(), tx)),
+    ];
+    shared.trigger(Trigger::Start);
+    Leading {
+        reconciler: rt.spawn(reconciler(shared.clone(), rx, stack)),
+        helpers,
+    }
+}
+
+impl Leading {
+    /// Stops at once (the lease was lost): a reconcile in flight is abandoned, as a crash
+    /// would abandon it; what it completed is in the state and its next write is refused.
+    pub(crate) fn abort(self, shared: &Shared) {
+        *shared.triggers.lock().expect("triggers") = None;
+        self.reconciler.abort();
+        for h in self.helpers {
+            h.abort();
+        }
+    }
+
+    /// Waits for the reconcile in flight to end (shutting down, or handing the stack over),
+    /// up to `limit`, then abandons it: with every sender of triggers gone, the reconciler
+    /// stops after it.
+    pub(crate) async fn finish(self, shared: &Shared, limit: Duration) {
+        *shared.triggers.lock().expect("triggers") = None;
+        for h in self.helpers {
+            h.abort();
+            let _ = h.await;
+        }
+        let mut reconciler = self.reconciler;
+        if tokio::time::timeout(limit, &mut reconciler).await.is_err() {
+            reconciler.abort();
+        }
+    }
 }
 
 /// Checks a configuration before it is enforced: it must pass every hard-mandatory policy
@@ -485,6 +664,15 @@ fn probe_specs(stack: &Stack, mode: ProbeMode) -> Vec<ProbeSpec> {
         }
     }
     out
+}
+
+/// Stopped with the reconciler that owns them (shutdown, or leadership lost).
+impl Drop for Probes {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 impl Probes {
@@ -792,18 +980,14 @@ async fn reconciler(
             break;
         }
     }
-    for t in probes.tasks {
-        t.abort();
-    }
-    scalers.stop();
-    monitors.stop();
+    drop((probes, scalers, monitors));
 }
 
 /// Loads the stack's files again. `Ok(Some)`: a new configuration is accepted; `Ok(None)`:
 /// nothing to change; `Err`: rejected (reported).
 fn reload(shared: &Arc<Shared>, current: &Stack) -> Result<Option<Stack>, ()> {
     let s = &shared.settings;
-    let result = config::load_stack(&s.dir, s.env.as_deref())
+    let result = config::load_stack(&shared.dir, s.env.as_deref())
         .and_then(|(stack, _)| accept(&stack).map(|findings| (stack, findings)));
     match result {
         Ok((stack, findings)) => {
@@ -883,6 +1067,7 @@ fn effective(
 /// One reconcile: plan the effective stack (the kinds or records the triggers name, or
 /// everything), check hard-mandatory policies on the plan, and apply unless report-only.
 async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
+    let _slot = shared.slots.acquire().await.expect("never closed");
     let started = Instant::now();
     let overlay = shared.overlay.lock().expect("overlay").clone();
     // Report-only decisions are shown, never kept: a later enforcing run decides afresh.
@@ -905,6 +1090,7 @@ async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
         lock_timeout: shared.settings.lock_timeout,
         destroy: false,
         command: "cairn enforce",
+        fence: shared.fence(),
     })
     .await;
     let mut planned = match planned {
@@ -916,30 +1102,39 @@ async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
             return finish(shared, &label, started, Err(first_message(&diags)), 0, 0);
         }
     };
+    let (result, changes, applied) =
+        apply_planned(shared, stack, batch, drift_only, &label, &mut planned).await;
+    planned.state.unlock().await;
+    finish(shared, &label, started, result, changes, applied);
+}
+
+/// The part of a reconcile under the state lock: report drift, check policies, apply.
+/// Returns the result, the changes planned and the changes made.
+async fn apply_planned(
+    shared: &Arc<Shared>,
+    stack: &Stack,
+    batch: &[Trigger],
+    drift_only: bool,
+    label: &str,
+    planned: &mut engine::Planned,
+) -> (Result<(), String>, usize, usize) {
     let changes = planned.plan.changes.len() + planned.plan.state_fixes.len();
     if drift_only || shared.settings.report_only {
         report_drift(shared, batch, &planned.plan);
     }
     if changes == 0 || shared.settings.report_only {
         count_api_calls(&planned.providers);
-        return finish(shared, &label, started, Ok(()), changes, 0);
+        return (Ok(()), changes, 0);
     }
     // Changes from health-driven routing or drift still pass the hard-mandatory rules.
     if let Err(diags) = check_plan(stack, &planned.plan) {
         count_api_calls(&planned.providers);
-        return finish(
-            shared,
-            &label,
-            started,
-            Err(first_message(&diags)),
-            changes,
-            0,
-        );
+        return (Err(first_message(&diags)), changes, 0);
     }
     let outcome = crate::apply::apply(
         &planned.plan,
         &planned.providers,
-        &mut planned.state,
+        planned.state.as_mut(),
         4,
         &Quiet,
     )
@@ -947,7 +1142,7 @@ async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
     count_api_calls(&planned.providers);
     let (result, applied) = match outcome {
         Ok(o) => {
-            record_audit(&planned.plan, &o, &label);
+            record_audit(&planned.plan, &o, label);
             let result = if o.failed.is_empty() && o.skipped.is_empty() {
                 Ok(())
             } else {
@@ -965,7 +1160,7 @@ async fn reconcile(shared: &Arc<Shared>, stack: &Stack, batch: &[Trigger]) {
             (Err(format!("{e}")), 0)
         }
     };
-    finish(shared, &label, started, result, changes, applied);
+    (result, changes, applied)
 }
 
 /// Records what differs, per kind checked: `/status`, the gauge, an event.
@@ -1187,7 +1382,7 @@ async fn watch_files(shared: Arc<Shared>) {
             return;
         }
     };
-    if let Err(e) = debouncer.watch(&shared.settings.dir, RecursiveMode::Recursive) {
+    if let Err(e) = debouncer.watch(&shared.dir, RecursiveMode::Recursive) {
         tracing::error!(error = %e, "cannot watch the stack's files; edits need SIGHUP");
         return;
     }
@@ -1198,10 +1393,6 @@ async fn watch_files(shared: Arc<Shared>) {
 }
 
 /// One timer per resource kind, each period jittered by up to 10% so checks do not align.
-async fn drift_timers(shared: Arc<Shared>) {
-    drift_ticks(shared.settings.drift.clone(), shared.triggers.clone()).await;
-}
-
 async fn drift_ticks(
     drift: BTreeMap<ResourceKind, Duration>,
     triggers: mpsc::UnboundedSender<Trigger>,
@@ -1224,7 +1415,7 @@ async fn drift_ticks(
 
 /// SIGTERM/SIGINT: stop after the reconcile in flight (a second one stops at once; completed
 /// changes are journaled either way); SIGHUP: reload the configuration.
-async fn signals(shared: Arc<Shared>) {
+async fn signals(shareds: Vec<Arc<Shared>>, shutdown: Arc<watch::Sender<bool>>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -1240,13 +1431,17 @@ async fn signals(shared: Arc<Shared>) {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading");
-                shared.trigger(Trigger::Config);
+                for shared in &shareds {
+                    shared.trigger(Trigger::Config);
+                }
             }
         }
     }
     tracing::info!("shutting down after the reconcile in flight (again to stop at once)");
-    shared.emit("stopping", "shutting down".into(), serde_json::Value::Null);
-    let _ = shared.shutdown.send(true);
+    for shared in &shareds {
+        shared.emit("stopping", "shutting down".into(), serde_json::Value::Null);
+    }
+    let _ = shutdown.send(true);
     // A second signal stops at once: every completed change is journaled already.
     tokio::select! {
         _ = term.recv() => {}

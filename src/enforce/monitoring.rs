@@ -40,12 +40,6 @@ impl Monitors {
             )));
         }
     }
-
-    pub fn stop(self) {
-        for t in self.tasks {
-            t.abort();
-        }
-    }
 }
 
 fn kind_of(name: &str) -> Kind {
@@ -119,6 +113,15 @@ async fn monitor_loop(shared: Arc<Shared>, reader: MetricReader, m: Monitor) {
             if let (AnomalyAction::RouteAway, Some(deployment)) = (m.on_anomaly, &m.deployment) {
                 super::route_away(&shared, deployment, now + m.route_away_for.as_secs() as i64);
             }
+        }
+    }
+}
+
+/// Stopped with the reconciler that owns them (shutdown, or leadership lost).
+impl Drop for Monitors {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
         }
     }
 }

@@ -65,12 +65,6 @@ impl Scalers {
             )));
         }
     }
-
-    pub fn stop(self) {
-        for t in self.tasks {
-            t.abort();
-        }
-    }
 }
 
 /// Each service's groups: address, min, max, in declaration order.
@@ -243,6 +237,15 @@ pub fn split(total: u32, groups: &[(Address, u32, u32)]) -> Vec<u32> {
         }
     }
     sizes
+}
+
+/// Stopped with the reconciler that owns them (shutdown, or leadership lost).
+impl Drop for Scalers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,9 @@ pub struct Status {
     pub last_rejection: Option<Rejection>,
     /// The last scaling decision of each service with a load metric.
     pub scaling: BTreeMap<String, serde_json::Value>,
+    /// Which replica leads this stack, for a stack shared by replicas (postgres backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leadership: Option<super::ha::Leadership>,
     /// Declared replicas of each group, where scaling starts from.
     #[serde(skip)]
     pub group_desired: BTreeMap<Address, u32>,
@@ -108,6 +111,7 @@ impl Status {
             findings: 0,
             last_rejection: None,
             scaling: BTreeMap::new(),
+            leadership: None,
             group_desired: BTreeMap::new(),
             routed: BTreeMap::new(),
             seq: 0,

@@ -5,3 +5,5 @@ pub mod azure_dns;
 pub mod backend;
 pub mod contract;
 pub mod faultproxy;
+pub mod postgres;
+pub mod tcpproxy;
