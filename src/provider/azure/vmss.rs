@@ -111,7 +111,8 @@ impl Azure {
                         capacity: Some(u64::from(g.desired)),
                         tags: cairn_tags(set, owner, &address, Some(g)),
                     })
-                    .await?;
+                    .await?
+                    .ok_or_else(|| missing(&gref.name))?;
                 Ok(Some(live_group(&gref, &set)))
             }
             (ChangeOp::Adopt { id }, _) => {
@@ -121,7 +122,8 @@ impl Azure {
                         capacity: None,
                         tags: cairn_tags(set, owner, &address, None),
                     })
-                    .await?;
+                    .await?
+                    .ok_or_else(|| missing(name))?;
                 let gref = GroupRef {
                     address: change.address.clone(),
                     cloud: Cloud::Azure,
@@ -134,17 +136,13 @@ impl Azure {
             // cairn did not make it. Its capacity stays as it is.
             (ChangeOp::Delete { id } | ChangeOp::Release { id }, _) => {
                 let name = name_of(id, service);
-                let released = self
-                    .converge(name, region, owner, &|set| Wanted {
-                        capacity: None,
-                        tags: other_tags(set),
-                    })
-                    .await;
-                match released {
-                    // Already gone: nothing to release.
-                    Err(e) if e.status == 404 => Ok(None),
-                    r => r.map(|_| None),
-                }
+                // Already gone: nothing to release.
+                self.converge(name, region, owner, &|set| Wanted {
+                    capacity: None,
+                    tags: other_tags(set),
+                })
+                .await
+                .map(|_| None)
             }
             _ => Err(permanent(format!("{}: not a group change", change.address))),
         }
@@ -152,14 +150,14 @@ impl Azure {
 
     /// Brings the scale set `name` to what `want` asks of it, conditional on its ETag: on a
     /// conflict or an unknown outcome it reads it again and decides again. Returns the scale
-    /// set as it is afterwards.
+    /// set as it is afterwards (`None`: there is no such scale set).
     async fn converge(
         &self,
         name: &str,
         region: &str,
         owner: &str,
         want: &(dyn Fn(&Value) -> Wanted + Sync),
-    ) -> Result<Value, AzureError> {
+    ) -> Result<Option<Value>, AzureError> {
         let url = self.scale_set_url(name);
         let key = name.to_lowercase();
         let mut current = self
@@ -174,14 +172,7 @@ impl Azure {
                 current = self.get(&url).await?;
             }
             let Some(set) = current.take() else {
-                return Err(AzureError {
-                    failure: Failure::Permanent,
-                    status: 404,
-                    message: format!(
-                        "no scale set `{name}` in the resource group: cairn adopts existing scale sets; create it (image, VM size, network) first, or set `group` on the deployment to the name of one"
-                    ),
-                    retry_after: None,
-                });
+                return Ok(None);
             };
             if !same_location(&set, region) {
                 return Err(permanent(format!(
@@ -207,7 +198,7 @@ impl Azure {
                 } else {
                     set
                 };
-                return Ok(set);
+                return Ok(Some(set));
             }
             let mut body = json!({ "tags": wanted.tags });
             if let Some(c) = wanted.capacity.filter(|c| Some(*c) != capacity) {
@@ -231,7 +222,7 @@ impl Azure {
                         .lock()
                         .expect("scale sets")
                         .insert(key, set.clone());
-                    return Ok(set);
+                    return Ok(Some(set));
                 }
                 Err(e) if matches!(e.failure, Failure::Conflict | Failure::Ambiguous) => {
                     fresh = true;
@@ -329,6 +320,12 @@ impl Azure {
                 .ok_or_else(|| permanent(format!("{url}: the scale set is gone"))),
         }
     }
+}
+
+fn missing(name: &str) -> AzureError {
+    permanent(format!(
+        "no scale set `{name}` in the resource group: cairn adopts existing scale sets; create it (image, VM size, network) first, or set `group` on the deployment to the name of one"
+    ))
 }
 
 /// The scale set's provisioning state while an operation runs on it (`None` when it
@@ -597,7 +594,7 @@ mod tests {
             [
                 "scale set `api` is managed by another stack (owner another-lineage)",
                 "scale set `web` is in northeurope, the deployment in westeurope: set `group` on the deployment to a scale set in westeurope",
-                "HTTP 404: no scale set `jobs` in the resource group: cairn adopts existing scale sets; create it (image, VM size, network) first, or set `group` on the deployment to the name of one",
+                "no scale set `jobs` in the resource group: cairn adopts existing scale sets; create it (image, VM size, network) first, or set `group` on the deployment to the name of one",
             ]
         );
         assert_eq!(fake.counts().scale_set_updates.load(Ordering::Relaxed), 0);
