@@ -310,3 +310,43 @@ fn a_resize_converges_through_faults_without_changing_the_scale_set_twice() {
     }
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
+
+#[test]
+fn an_update_slower_than_operation_timeout_fails_and_the_next_run_finds_it_done() {
+    let fake = AzureDnsFake::start(
+        Contract::azure_dns(),
+        Options {
+            operation_time: std::time::Duration::from_millis(1500),
+            ..Options::default()
+        },
+    );
+    fake.add_scale_set(ScaleSet::new("api", "westeurope", 1));
+    let w = Work::new();
+    let stack = scale_set_stack(&fake, "  min = 1\n  max = 4\n  desired = 3\n").replace(
+        "[provider.azure]\n",
+        "[provider.azure]\noperation_timeout = \"1s\"\n",
+    );
+    w.write("s/stack.toml", &stack);
+    let started = std::time::Instant::now();
+    let r = run(&w, &fake, &["apply", "s", "--auto-approve"], 1);
+    assert!(
+        r.stdout.contains(
+            "  ✗ group.api@azure/westeurope: the update was still running after 1s (operation_timeout); the next run reads the scale set again\n"
+        ),
+        "{}",
+        r.stdout
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1600).saturating_sub(started.elapsed()));
+    // The scale set is as declared and tagged as this stack's: only the state learns of it.
+    let r = run(&w, &fake, &["plan", "s", "--detailed-exitcode"], 2);
+    assert!(
+        r.stdout.contains("# group.api@azure/westeurope exists (created by an interrupted apply): it will be recorded in state"),
+        "{}",
+        r.stdout
+    );
+    run(&w, &fake, &["apply", "s", "--auto-approve"], 0);
+    let r = run(&w, &fake, &["plan", "s", "--detailed-exitcode"], 0);
+    assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
+    assert_eq!(fake.capacity_history("api"), [3]);
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
