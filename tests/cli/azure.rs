@@ -256,6 +256,34 @@ fn a_scale_set_of_another_stack_or_none_at_all_is_refused_with_what_to_do() {
     );
     assert_eq!(fake.counts().scale_set_updates.load(Ordering::Relaxed), 0);
     assert_eq!(fake.scale_set("api").unwrap().capacity, 3);
+
+    // Once the other stack lets it go, `cairn import` with the ID the plan printed adopts it.
+    fake.add_scale_set(ScaleSet::new("api", "westeurope", 3));
+    w.write(
+        "s/stack.toml",
+        &scale_set_stack(&fake, "  min = 1\n  max = 4\n"),
+    );
+    let id = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/api",
+        Options::default().subscription,
+        Options::default().resource_group
+    );
+    run(
+        &w,
+        &fake,
+        &["import", "group.api@azure/westeurope", &id, "-C", "s"],
+        0,
+    );
+    assert!(
+        fake.scale_set("api")
+            .unwrap()
+            .tags
+            .contains_key("cairn_owner")
+    );
+    run(&w, &fake, &["apply", "s", "--auto-approve"], 0);
+    assert_eq!(fake.scale_set("api").unwrap().capacity, 1);
+    let r = run(&w, &fake, &["plan", "s", "--detailed-exitcode"], 0);
+    assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 
