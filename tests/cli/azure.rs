@@ -324,9 +324,9 @@ fn a_resize_converges_through_faults_without_changing_the_scale_set_twice() {
         ));
     }
     w.write("s/stack.toml", &stack_with(&fake, &body));
-    // A refresh that meets more faults than its retries allow fails before changing
-    // anything; the next run starts again. Three runs at most.
-    for _ in 0..2 {
+    // A change that meets five failed writes in a row fails and is left to the next run:
+    // three runs at most.
+    for _ in 0..3 {
         if run_code(&w, &fake, &["apply", "s", "--auto-approve"]) == 0 {
             break;
         }
