@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::apply::ProviderSet;
 use crate::config::{Backend, Stack};
 use crate::diag::Diag;
-use crate::model::{Address, Attrs, Cloud, ProviderKind, ResourceKind};
+use crate::model::{Address, Attrs, Cloud, ProviderKind};
 use crate::plan::{self, Filter, Plan, Target};
 use crate::provider::sandbox::Sandbox;
 use crate::provider::{GroupRef, LiveResource, Provider, Scope};
@@ -126,18 +126,34 @@ pub async fn providers(target: &Target) -> Result<ProviderSet, Diag> {
 }
 
 /// Refuses, before anything is locked or written, a stack whose resources need a provider
-/// this version cannot serve.
+/// this version cannot serve, or that two deployments would manage one Azure scale set.
 pub fn check_providers(stack: &Stack) -> Result<(), Diag> {
+    // Scale set names are unique in a resource group, not per region as ASG names are.
+    let mut scale_sets: std::collections::HashMap<String, &Address> = Default::default();
+    for r in &stack.resources {
+        if let (ProviderKind::Azure, Attrs::Group(g)) = (r.provider.kind, &r.attrs)
+            && let Some(first) = scale_sets.insert(g.group_name().to_lowercase(), &r.address)
+        {
+            let group = stack
+                .providers
+                .azure
+                .as_ref()
+                .map_or("", |a| a.resource_group.as_str());
+            return Err(Diag::error(
+                "provider::scale_set_shared",
+                format!(
+                    "{first} and {} would both manage the scale set `{}` in resource group `{group}`",
+                    r.address,
+                    g.group_name()
+                ),
+            )
+            .at(r.origin.clone(), "the second deployment")
+            .help("set `group` on one of them to the name of its own scale set"));
+        }
+    }
     for r in &stack.resources {
         let refusal = match (r.provider.kind, r.address.kind) {
-            (ProviderKind::Sandbox | ProviderKind::Aws, _) => None,
-            // Azure DNS is served; scale sets are not yet.
-            (ProviderKind::Azure, ResourceKind::Zone | ResourceKind::Record) => None,
-            (ProviderKind::Azure, ResourceKind::Group) => Some((
-                "Azure scale sets are not available in this version of cairn (Azure DNS is)",
-                "remove [provider.azure] to run this deployment's group on the embedded sandbox, \
-                 or declare the deployment on another cloud",
-            )),
+            (ProviderKind::Sandbox | ProviderKind::Aws | ProviderKind::Azure, _) => None,
             (ProviderKind::Gcp, _) => Some((
                 "the gcp provider is not available in this version of cairn",
                 "remove [provider.gcp] to run gcp resources on the embedded sandbox",

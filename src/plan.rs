@@ -257,6 +257,23 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                 depends_on: deps,
                 protected: d.protected,
             }),
+            // Another stack's: importing it here would only make two owners.
+            Some(l) if !owned(&d.address, l) && l.owner.is_some() => errors.push(
+                Diag::error(
+                    "plan::not_owned",
+                    format!(
+                        "{} exists in {} and is managed by another stack (owner {})",
+                        d.address,
+                        l.provider,
+                        l.owner.as_deref().unwrap_or_default()
+                    ),
+                )
+                .at(d.origin.clone(), "declared here")
+                .help(format!(
+                    "a resource has one owner: remove it from the other stack (`cairn state rm {}` there), then run: cairn import {} {}",
+                    d.address, d.address, l.id
+                )),
+            ),
             Some(l) if !owned(&d.address, l) => errors.push(
                 Diag::error(
                     "plan::not_owned",

@@ -6,6 +6,7 @@
 //!   cargo run --release --bin cairn-bench -- generate 5000 /tmp/stack   (just write a stack)
 //!   cargo run --release --bin cairn-bench -- aws [--records 10000]       (API calls against moto)
 //!   cargo run --release --bin cairn-bench -- azure [--records 10000]     (API calls against the Azure DNS fake)
+//!   cargo run --release --bin cairn-bench -- azure-scale-sets [--scale-sets 100]   (the same for VMSS)
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,15 @@ fn main() {
         .position(|a| a == "--records")
         .and_then(|i| args.get(i + 1))
         .map_or(10_000, |n| n.parse().expect("a number"));
+    let scale_sets = args
+        .iter()
+        .position(|a| a == "--scale-sets")
+        .and_then(|i| args.get(i + 1))
+        .map_or(100, |n| n.parse().expect("a number"));
     match args.first().map(String::as_str) {
         Some("aws") => return aws(records),
         Some("azure") => return azure(records),
+        Some("azure-scale-sets") => return azure_scale_sets(scale_sets),
         _ => {}
     }
     if args.first().map(String::as_str) == Some("generate") {
@@ -255,45 +262,66 @@ fn records_stack(header: &str, zone: &str, n: usize, ttl_changed: usize) -> Stri
     s
 }
 
-/// The same three figures as `aws`, against the Azure DNS fake (`cairn::testing::azure_dns`,
-/// in this process, every request checked against the official contract), which counts the
-/// requests. Azure DNS has no batch API: one request per record set written.
-fn azure(n: usize) {
-    use cairn::testing::azure_dns::{AzureDnsFake, Options};
-    use cairn::testing::contract::Contract;
-    use std::sync::atomic::Ordering;
-    let cairn = std::env::current_exe()
-        .expect("own path")
-        .with_file_name("cairn");
-    let o = Options {
-        page_size: 1000,
-        ..Options::default()
-    };
-    let fake = AzureDnsFake::start(Contract::azure_dns(), o.clone());
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let dir = tmp.path().join("stack");
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, &fake.ca_pem).unwrap();
-    let header = format!(
-        "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.azure]\nsubscription_id = \"{}\"\nresource_group = \"{}\"\nendpoint = \"{}\"\nrequests_per_second = 1000\nburst = 1000\n\n[[zone]]\nname = \"bench.example.com\"\ncloud = \"azure\"\n\n",
-        o.subscription, o.resource_group, fake.url
-    );
-    let write = |changed: usize| {
-        let s = records_stack(&header, "bench.example.com", n, changed);
-        std::fs::write(dir.join("stack.toml"), s).unwrap();
-    };
-    let run = |args: &[&str], key: &str| -> (u64, u64, f64) {
-        let before = fake.counts().requests.load(Ordering::Relaxed);
+/// `cairn` run on a stack against the Azure fake (in this process, every request checked
+/// against the official contracts), which counts the requests.
+struct AzureBench {
+    fake: cairn::testing::azure_dns::AzureDnsFake,
+    options: cairn::testing::azure_dns::Options,
+    cairn: PathBuf,
+    dir: PathBuf,
+    ca: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl AzureBench {
+    fn start(options: cairn::testing::azure_dns::Options) -> AzureBench {
+        use cairn::testing::azure_dns::AzureDnsFake;
+        use cairn::testing::contract::Contract;
+        let fake = AzureDnsFake::start(Contract::azure_dns(), options.clone());
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("stack");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = tmp.path().join("ca.pem");
+        std::fs::write(&ca, &fake.ca_pem).unwrap();
+        AzureBench {
+            fake,
+            options,
+            cairn: std::env::current_exe()
+                .expect("own path")
+                .with_file_name("cairn"),
+            dir,
+            ca,
+            _tmp: tmp,
+        }
+    }
+
+    /// `[stack]` and `[provider.azure]` on the fake.
+    fn header(&self) -> String {
+        format!(
+            "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.azure]\nsubscription_id = \"{}\"\nresource_group = \"{}\"\nendpoint = \"{}\"\nrequests_per_second = 1000\nburst = 1000\n\n",
+            self.options.subscription, self.options.resource_group, self.fake.url
+        )
+    }
+
+    fn write(&self, stack: &str) {
+        std::fs::write(self.dir.join("stack.toml"), stack).unwrap();
+    }
+
+    /// Runs `cairn ARGS --json DIR`: cairn's own count of Azure calls (`key` in its JSON), the
+    /// fake's count of requests, and the wall time.
+    fn run(&self, args: &[&str], key: &str) -> (u64, u64, f64) {
+        use std::sync::atomic::Ordering;
+        let before = self.fake.counts().requests.load(Ordering::Relaxed);
         let start = Instant::now();
-        let out = Command::new(&cairn)
+        let out = Command::new(&self.cairn)
             .args(args)
-            .arg(&dir)
-            .env("SSL_CERT_FILE", &ca)
-            .env("AZURE_AUTHORITY_HOST", &fake.url)
+            .arg("--json")
+            .arg(&self.dir)
+            .env("SSL_CERT_FILE", &self.ca)
+            .env("AZURE_AUTHORITY_HOST", &self.fake.url)
             .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa")
             .env("AZURE_CLIENT_ID", "bench")
-            .env("AZURE_CLIENT_SECRET", &o.token)
+            .env("AZURE_CLIENT_SECRET", &self.options.token)
             .output()
             .expect("run cairn");
         let wall = start.elapsed().as_secs_f64();
@@ -305,20 +333,38 @@ fn azure(n: usize) {
         });
         (
             v[key]["azure"].as_u64().unwrap_or(0),
-            fake.counts().requests.load(Ordering::Relaxed) - before,
+            self.fake.counts().requests.load(Ordering::Relaxed) - before,
             wall,
         )
-    };
-    write(0);
-    let (b_calls, b_fake, b_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
-    let (a_calls, a_fake, a_wall) = run(&["plan", "--json"], "api_calls");
-    write(n / 100);
-    let (c_calls, c_fake, c_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
-    assert!(
-        fake.violations().is_empty(),
-        "requests outside the contract: {:?}",
-        fake.violations()
+    }
+
+    fn assert_in_contract(&self) {
+        assert!(
+            self.fake.violations().is_empty(),
+            "requests outside the contract: {:?}",
+            self.fake.violations()
+        );
+    }
+}
+
+/// The same three figures as `aws`, against the Azure DNS fake. Azure DNS has no batch API:
+/// one request per record set written.
+fn azure(n: usize) {
+    let b = AzureBench::start(cairn::testing::azure_dns::Options {
+        page_size: 1000,
+        ..Default::default()
+    });
+    let header = format!(
+        "{}[[zone]]\nname = \"bench.example.com\"\ncloud = \"azure\"\n\n",
+        b.header()
     );
+    let write = |changed: usize| b.write(&records_stack(&header, "bench.example.com", n, changed));
+    write(0);
+    let (b_calls, b_fake, b_wall) = b.run(&["apply", "--auto-approve"], "apply_api_calls");
+    let (a_calls, a_fake, a_wall) = b.run(&["plan"], "api_calls");
+    write(n / 100);
+    let (c_calls, c_fake, c_wall) = b.run(&["apply", "--auto-approve"], "apply_api_calls");
+    b.assert_in_contract();
     println!(
         "| {n} records against the Azure DNS fake | cairn's count | fake's count (whole command) | whole command wall |"
     );
@@ -329,6 +375,49 @@ fn azure(n: usize) {
     );
     println!(
         "| (c) change 1% (apply's calls) | {c_calls} | {c_fake} (incl. refresh and token) | {c_wall:.2} s |"
+    );
+}
+
+/// API calls to refresh and resize N scale sets (one service with one Azure deployment each)
+/// against the fake, whose updates finish at once (so each is polled once): (a) refresh,
+/// (b) adopt and resize all, (c) resize all again.
+fn azure_scale_sets(n: usize) {
+    use cairn::testing::azure_compute::ScaleSet;
+    let b = AzureBench::start(cairn::testing::azure_dns::Options {
+        operation_time: Duration::ZERO,
+        ..Default::default()
+    });
+    for i in 0..n {
+        b.fake
+            .add_scale_set(ScaleSet::new(&format!("s{i}"), "westeurope", 1));
+    }
+    let write = |desired: u32| {
+        let mut s = b.header();
+        for i in 0..n {
+            let _ = write!(
+                s,
+                "[[service]]\nname = \"s{i}\"\n  [[service.deployment]]\n  cloud = \"azure\"\n  region = \"westeurope\"\n  min = 1\n  max = 9\n  desired = {desired}\n\n"
+            );
+        }
+        b.write(&s);
+    };
+    write(2);
+    let (a_calls, a_fake, a_wall) = b.run(&["plan"], "api_calls");
+    let (b_calls, b_fake, b_wall) = b.run(&["apply", "--auto-approve"], "apply_api_calls");
+    write(3);
+    let (c_calls, c_fake, c_wall) = b.run(&["apply", "--auto-approve"], "apply_api_calls");
+    b.assert_in_contract();
+    assert!((0..n).all(|i| b.fake.scale_set(&format!("s{i}")).unwrap().capacity == 3));
+    println!(
+        "| {n} scale sets against the Azure fake | cairn's count | fake's count (whole command) | whole command wall |"
+    );
+    println!("|---|---:|---:|---:|");
+    println!("| (a) refresh | {a_calls} | {a_fake} (incl. the token) | {a_wall:.2} s |");
+    println!(
+        "| (b) adopt and resize all (apply's calls) | {b_calls} | {b_fake} (incl. refresh and token) | {b_wall:.2} s |"
+    );
+    println!(
+        "| (c) resize all (apply's calls) | {c_calls} | {c_fake} (incl. refresh and token) | {c_wall:.2} s |"
     );
 }
 

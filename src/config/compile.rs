@@ -328,6 +328,18 @@ impl Compiler {
                         .burst
                         .as_ref()
                         .map_or(Some(100), |v| self.int_in(e, v, 1, 1000, "burst"));
+                    let operation_timeout = a.operation_timeout.as_ref().map_or(
+                        Some(crate::config::DEFAULT_AZURE_OPERATION_TIMEOUT),
+                        |v| {
+                            self.duration_in(
+                                e,
+                                v,
+                                Duration::from_secs(1),
+                                Duration::from_secs(2 * 3600),
+                                "operation_timeout",
+                            )
+                        },
+                    );
                     p.azure = Some(AzureSettings {
                         subscription_id: a.subscription_id.get().clone(),
                         resource_group: a.resource_group.get().clone(),
@@ -335,6 +347,8 @@ impl Compiler {
                         endpoint: a.endpoint.as_ref().map(|x| x.get().clone()),
                         requests_per_second: rate.unwrap_or(20),
                         burst: burst.unwrap_or(100),
+                        operation_timeout: operation_timeout
+                            .unwrap_or(crate::config::DEFAULT_AZURE_OPERATION_TIMEOUT),
                     });
                 }
                 ProviderEntry::Gcp(g) => {

@@ -123,6 +123,16 @@ pub struct AzureSettings {
     pub endpoint: Option<String>,
     pub requests_per_second: u32,
     pub burst: u32,
+    /// How long a long-running ARM operation (a scale set update) may take.
+    #[serde(default = "default_azure_operation_timeout")]
+    pub operation_timeout: Duration,
+}
+
+/// Azure's own clients wait minutes for a scale set to add VMs; ten is ample for most.
+pub const DEFAULT_AZURE_OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn default_azure_operation_timeout() -> Duration {
+    DEFAULT_AZURE_OPERATION_TIMEOUT
 }
 
 #[derive(Debug, Clone)]

@@ -186,7 +186,7 @@ pub struct RawAwsProvider {
 #[schemars(deny_unknown_fields, rename = "AzureProvider")]
 pub struct RawAzureProvider {
     pub subscription_id: Sp<String>,
-    /// The resource group that holds the DNS zones.
+    /// The resource group that holds the DNS zones and the scale sets.
     pub resource_group: Sp<String>,
     pub tenant_id: Option<Sp<String>>,
     /// Another ARM endpoint (default `https://management.azure.com`); HTTPS only.
@@ -195,6 +195,8 @@ pub struct RawAzureProvider {
     pub requests_per_second: Option<Sp<i64>>,
     /// Requests allowed in a burst before the rate limit applies (default 100).
     pub burst: Option<Sp<i64>>,
+    /// How long to wait for a scale set update to finish, e.g. `10m` (the default).
+    pub operation_timeout: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1,11 +1,14 @@
-//! A local Azure DNS (ARM, api-version 2018-05-01) for tests and benchmarks: zones and record
-//! sets in memory, served over HTTPS with a certificate from a throwaway CA (azure_core sends
-//! bearer tokens over TLS only).
+//! A local Azure Resource Manager for tests and benchmarks: Azure DNS (api-version 2018-05-01)
+//! zones and record sets in memory, and Virtual Machine Scale Sets (Microsoft.Compute,
+//! api-version 2024-07-01, in [`super::azure_compute`]) on the same endpoint, as ARM serves
+//! both. Served over HTTPS with a certificate from a throwaway CA (azure_core sends bearer
+//! tokens over TLS only), with an Entra ID token endpoint.
 //!
-//! Every request is checked against the official contract (`azure-dns-2018-05-01.json`, see
-//! [`super::contract`]) before it is served, and every answer the fake gives is checked too; a
-//! request the contract does not allow gets a 400 and is recorded in [`AzureDnsFake::violations`],
-//! which tests assert empty. Semantics follow Azure DNS: ETags on every record set, `If-Match`
+//! Every request is checked against the official contract of its API
+//! (`azure-dns-2018-05-01.json`, `azure-compute-2024-07-01/`, see [`super::contract`]) before
+//! it is served, and every answer the fake gives is checked too; a request the contract does
+//! not allow gets a 400 and is recorded in [`AzureDnsFake::violations`], which tests assert
+//! empty. Semantics follow Azure DNS: ETags on every record set, `If-Match`
 //! and `If-None-Match: *` (412 when they fail), `$top` paging with an absolute `nextLink`,
 //! SOA and NS record sets at the apex of every zone. Faults at set rates, from a seed: 429 with
 //! `Retry-After`, 500 (half of them after the change was made), dropped connections (before or
@@ -23,6 +26,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+use super::azure_compute::{self, Compute};
 use super::contract::{self, Contract};
 
 /// Fault rates, each 0 to 1 of the requests.
@@ -33,8 +37,21 @@ pub struct Faults {
     pub retry_after_secs: u64,
     pub server_error: f64,
     pub reset: f64,
-    /// Share of conditional writes whose record set another writer changes first.
+    /// Share of conditional writes whose record set (or scale set) another writer changes
+    /// first.
     pub stale_etag: f64,
+}
+
+/// How the fake tells a client that a scale set update is still running (ARM's three ways).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AsyncHeader {
+    /// `Azure-AsyncOperation`: an operation status resource to poll (what Compute sends).
+    #[default]
+    AzureAsyncOperation,
+    /// `Location`: a URL answering 202 until the operation is over.
+    Location,
+    /// Neither: the resource's `provisioningState` says when it is over.
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +64,11 @@ pub struct Options {
     pub page_size: usize,
     pub faults: Faults,
     pub seed: u64,
+    /// How long a scale set update runs before its operation succeeds.
+    pub operation_time: std::time::Duration,
+    /// The `Retry-After` (seconds) of an operation status answer.
+    pub poll_after_secs: u64,
+    pub async_header: AsyncHeader,
 }
 
 impl Default for Options {
@@ -58,6 +80,9 @@ impl Default for Options {
             page_size: 100,
             faults: Faults::default(),
             seed: 1,
+            operation_time: std::time::Duration::from_millis(30),
+            poll_after_secs: 0,
+            async_header: AsyncHeader::default(),
         }
     }
 }
@@ -70,6 +95,10 @@ pub struct Counts {
     pub server_errors: AtomicU64,
     pub resets: AtomicU64,
     pub stale_etags: AtomicU64,
+    /// Scale set updates that changed a scale set (capacity or tags).
+    pub scale_set_updates: AtomicU64,
+    /// Requests for the status of a long-running operation.
+    pub operation_polls: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -87,14 +116,15 @@ struct Zone {
     records: BTreeMap<(String, String), RecordSet>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     contract: Contract,
-    options: Options,
-    url: String,
+    pub(super) options: Options,
+    pub(super) url: String,
     zones: Mutex<BTreeMap<String, Zone>>,
+    pub(super) compute: Compute,
     rng: Mutex<fastrand::Rng>,
     violations: Mutex<Vec<String>>,
-    counts: Counts,
+    pub(super) counts: Counts,
     etags: AtomicU64,
 }
 
@@ -123,6 +153,7 @@ impl AzureDnsFake {
             options,
             url: url.clone(),
             zones: Mutex::new(BTreeMap::new()),
+            compute: Compute::new(),
             violations: Mutex::new(Vec::new()),
             counts: Counts::default(),
             etags: AtomicU64::new(1),
@@ -199,6 +230,32 @@ impl AzureDnsFake {
         })
     }
 
+    /// Adds an existing scale set (as made in the portal or by Terraform) to the resource group.
+    pub fn add_scale_set(&self, set: azure_compute::ScaleSet) {
+        self.inner.compute.add(&self.inner, set);
+    }
+
+    /// A scale set as it is now, if it exists.
+    pub fn scale_set(&self, name: &str) -> Option<azure_compute::ScaleSet> {
+        self.inner.compute.get(name)
+    }
+
+    /// Changes a scale set's capacity as someone outside cairn would (portal, autoscale).
+    pub fn set_capacity(&self, name: &str, capacity: u64) {
+        self.inner.compute.set_capacity(&self.inner, name, capacity);
+    }
+
+    /// Makes the next update of the scale set fail asynchronously (as an allocation failure
+    /// does: the update is accepted, its operation ends `Failed`).
+    pub fn fail_next_operation(&self, name: &str, code: &str, message: &str) {
+        self.inner.compute.fail_next(name, code, message);
+    }
+
+    /// The capacities each scale set was updated to, in order.
+    pub fn capacity_history(&self, name: &str) -> Vec<u64> {
+        self.inner.compute.history(name)
+    }
+
     /// Requests and answers the contract did not allow, in order.
     pub fn violations(&self) -> Vec<String> {
         self.inner.violations.lock().expect("violations").clone()
@@ -210,12 +267,12 @@ impl AzureDnsFake {
 }
 
 /// What a handler decided: an answer, or a dropped connection.
-enum Outcome {
+pub(super) enum Outcome {
     Answer(u16, Option<Value>, Vec<(&'static str, String)>),
     Reset,
 }
 
-fn error(status: u16, code: &str, message: impl Into<String>) -> Outcome {
+pub(super) fn error(status: u16, code: &str, message: impl Into<String>) -> Outcome {
     Outcome::Answer(
         status,
         Some(json!({ "error": { "code": code, "message": message.into() } })),
@@ -235,16 +292,16 @@ impl Inner {
         }
     }
 
-    fn next_etag(&self) -> String {
+    pub(super) fn next_etag(&self) -> String {
         let n = self.etags.fetch_add(1, Ordering::Relaxed);
         format!("00000000-0000-0000-0000-{n:012x}")
     }
 
-    fn draw(&self, rate: f64) -> bool {
+    pub(super) fn draw(&self, rate: f64) -> bool {
         rate > 0.0 && self.rng.lock().expect("rng").f64() < rate
     }
 
-    fn violation(&self, v: String) {
+    pub(super) fn violation(&self, v: String) {
         self.violations.lock().expect("violations").push(v);
     }
 
@@ -308,7 +365,23 @@ impl Inner {
             headers: &headers,
             body: body.as_ref(),
         };
-        let matched = match self.contract.check_request(&request) {
+        // ARM's operation status resources, which the Compute contract does not declare.
+        if let Some(status) = azure_compute::OperationRequest::parse(&request) {
+            let outcome = self.serve(&status.subscription, None, &request, || {
+                self.compute.operation_status(&self, &status, &request)
+            });
+            return match outcome {
+                Outcome::Reset => Err(std::io::Error::other("connection dropped by the fake")),
+                Outcome::Answer(status, body, extra) => Ok(respond(status, body.as_ref(), &extra)),
+            };
+        }
+        let compute = path.contains("/providers/Microsoft.Compute/");
+        let contract = if compute {
+            &self.compute.contract
+        } else {
+            &self.contract
+        };
+        let matched = match contract.check_request(&request) {
             Ok(m) => m,
             Err(v) => {
                 self.violation(v.0.clone());
@@ -318,14 +391,23 @@ impl Inner {
                 return Ok(respond(status, body.as_ref(), &[]));
             }
         };
-        let outcome = self.serve(&matched, &request);
+        let p = &matched.path_params;
+        let outcome = self.serve(
+            &p["subscriptionId"],
+            Some(&p["resourceGroupName"]),
+            &request,
+            || {
+                if compute {
+                    self.compute.operation(&self, &matched, &request)
+                } else {
+                    self.operation(&matched, &request)
+                }
+            },
+        );
         match outcome {
             Outcome::Reset => Err(std::io::Error::other("connection dropped by the fake")),
             Outcome::Answer(status, body, extra) => {
-                if let Err(v) =
-                    self.contract
-                        .check_response(matched.operation, status, body.as_ref())
-                {
+                if let Err(v) = contract.check_response(matched.operation, status, body.as_ref()) {
                     self.violation(format!("the fake's own answer: {v}"));
                 }
                 Ok(respond(status, body.as_ref(), &extra))
@@ -356,14 +438,19 @@ impl Inner {
     }
 
     /// Auth, faults, then the operation.
-    fn serve(&self, m: &contract::Matched<'_>, req: &contract::Request<'_>) -> Outcome {
+    fn serve(
+        &self,
+        subscription: &str,
+        resource_group: Option<&str>,
+        req: &contract::Request<'_>,
+        operation: impl FnOnce() -> Outcome,
+    ) -> Outcome {
         let bearer = format!("Bearer {}", self.options.token);
         if contract_header(req, "authorization") != Some(bearer.as_str()) {
             return error(401, "AuthenticationFailed", "missing or wrong bearer token");
         }
-        let p = &m.path_params;
-        if p["subscriptionId"] != self.options.subscription
-            || !p["resourceGroupName"].eq_ignore_ascii_case(&self.options.resource_group)
+        if subscription != self.options.subscription
+            || resource_group.is_some_and(|g| !g.eq_ignore_ascii_case(&self.options.resource_group))
         {
             return error(404, "ResourceGroupNotFound", "no such resource group");
         }
@@ -381,7 +468,7 @@ impl Inner {
         if (reset || failed) && !after {
             return self.fault(reset);
         }
-        let outcome = self.operation(m, req);
+        let outcome = operation();
         if reset || failed {
             return self.fault(reset);
         }
@@ -609,14 +696,14 @@ impl Inner {
     }
 }
 
-fn contract_header<'a>(req: &contract::Request<'a>, name: &str) -> Option<&'a str> {
+pub(super) fn contract_header<'a>(req: &contract::Request<'a>, name: &str) -> Option<&'a str> {
     req.headers
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
 
-fn contract_query<'a>(req: &contract::Request<'a>, name: &str) -> Option<&'a str> {
+pub(super) fn contract_query<'a>(req: &contract::Request<'a>, name: &str) -> Option<&'a str> {
     req.query
         .iter()
         .find(|(k, _)| k == name)

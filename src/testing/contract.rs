@@ -95,12 +95,57 @@ pub struct Contract {
 /// The official contracts the fakes check, as shipped in tests/fixtures/contracts.
 const AZURE_DNS: &str = include_str!("../../tests/fixtures/contracts/azure-dns-2018-05-01.json");
 const GOOGLE_DNS: &str = include_str!("../../tests/fixtures/contracts/gcp-dns-v1-discovery.json");
+/// Azure Compute's scale set operations: an excerpt of four files of the azure-rest-api-specs
+/// tree, kept at their relative paths so that their `$ref`s resolve as in the repository (see
+/// tests/fixtures/README.md for what was kept).
+const AZURE_COMPUTE_MAIN: &str = "compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2024-07-01/virtualMachineScaleSet.json";
+const AZURE_COMPUTE: [(&str, &str); 4] = [
+    (
+        AZURE_COMPUTE_MAIN,
+        include_str!(
+            "../../tests/fixtures/contracts/azure-compute-2024-07-01/compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2024-07-01/virtualMachineScaleSet.json"
+        ),
+    ),
+    (
+        "compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2024-07-01/computeRPCommon.json",
+        include_str!(
+            "../../tests/fixtures/contracts/azure-compute-2024-07-01/compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2024-07-01/computeRPCommon.json"
+        ),
+    ),
+    (
+        "compute/resource-manager/Microsoft.Compute/common-types/v1/common.json",
+        include_str!(
+            "../../tests/fixtures/contracts/azure-compute-2024-07-01/compute/resource-manager/Microsoft.Compute/common-types/v1/common.json"
+        ),
+    ),
+    (
+        "common-types/resource-management/v5/types.json",
+        include_str!(
+            "../../tests/fixtures/contracts/azure-compute-2024-07-01/common-types/resource-management/v5/types.json"
+        ),
+    ),
+];
 
 impl Contract {
     /// Azure DNS, api-version 2018-05-01 (OpenAPI 2.0, from Azure/azure-rest-api-specs).
     pub fn azure_dns() -> Contract {
         let doc = serde_json::from_str(AZURE_DNS).expect("the Azure DNS contract is JSON");
         Contract::openapi2(&doc).expect("the Azure DNS contract reads")
+    }
+
+    /// Azure Compute, api-version 2024-07-01: the scale set operations cairn calls (Get, List,
+    /// Update), and ARM's `OperationStatusResult` for the answers of long-running operations.
+    pub fn azure_compute() -> Contract {
+        let files: Vec<(&str, Value)> = AZURE_COMPUTE
+            .iter()
+            .map(|(path, text)| {
+                let doc = serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("the Azure Compute contract {path} is JSON: {e}"));
+                (*path, doc)
+            })
+            .collect();
+        Contract::openapi2_files(AZURE_COMPUTE_MAIN, &files)
+            .expect("the Azure Compute contract reads")
     }
 
     /// Google Cloud DNS v1 (its discovery document).
@@ -192,6 +237,53 @@ impl Contract {
             definitions,
             validators: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Reads an OpenAPI 2.0 contract split over several files, as Azure's specs are: `files`
+    /// are (path, document) with paths relative to one root, `main` the one whose `paths` are
+    /// served. The definitions and parameters of every file go into one namespace and every
+    /// `$ref` (`../../../common-types/v1/common.json#/definitions/Resource`) becomes a local
+    /// one (`#/definitions/Resource`). A name defined in two files, or a `$ref` to a file or a
+    /// name not given, is an error rather than a schema that silently accepts anything.
+    pub fn openapi2_files(main: &str, files: &[(&str, Value)]) -> Result<Contract, String> {
+        let mut owner: BTreeMap<(&str, String), &str> = BTreeMap::new();
+        for (path, doc) in files {
+            for section in ["definitions", "parameters"] {
+                for name in doc[section]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    if let Some(first) = owner.insert((section, name.clone()), path) {
+                        return Err(format!("{section} `{name}` is in both {first} and {path}"));
+                    }
+                }
+            }
+        }
+        let mut merged = files
+            .iter()
+            .find(|(p, _)| *p == main)
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| format!("{main} is not among the files"))?;
+        let mut definitions = Map::new();
+        let mut parameters = Map::new();
+        for (path, doc) in files {
+            let mut doc = doc.clone();
+            localize_refs(&mut doc, path, &owner)?;
+            for (section, into) in [
+                ("definitions", &mut definitions),
+                ("parameters", &mut parameters),
+            ] {
+                into.extend(doc[section].as_object().cloned().unwrap_or_default());
+            }
+            if *path == main {
+                merged["paths"] = doc["paths"].take();
+            }
+        }
+        merged["definitions"] = Value::Object(definitions);
+        merged["parameters"] = Value::Object(parameters);
+        Contract::openapi2(&merged)
     }
 
     /// Reads a Google API discovery document.
@@ -370,6 +462,73 @@ impl Contract {
         cache.insert(definition.to_string(), v.clone());
         Ok(v)
     }
+}
+
+/// Rewrites every `$ref` in `value` (found in the file `path`) to `#/SECTION/NAME`, checking
+/// that the file it names is given and defines the name. Examples (`x-ms-examples`) are not
+/// schemas and are left as they are.
+fn localize_refs(
+    value: &mut Value,
+    path: &str,
+    owner: &BTreeMap<(&str, String), &str>,
+) -> Result<(), String> {
+    match value {
+        Value::Object(obj) => {
+            if let Some(Value::String(r)) = obj.get_mut("$ref") {
+                let (file, pointer) = r.split_once('#').unwrap_or((r.as_str(), ""));
+                let target = if file.is_empty() {
+                    path.to_string()
+                } else {
+                    join_relative(path, file)
+                };
+                let (section, name) = pointer
+                    .trim_start_matches('/')
+                    .split_once('/')
+                    .ok_or_else(|| format!("{path}: `$ref` {r} names no definition"))?;
+                let section = match section {
+                    "definitions" => "definitions",
+                    "parameters" => "parameters",
+                    other => return Err(format!("{path}: `$ref` {r} into `{other}`")),
+                };
+                match owner.get(&(section, name.to_string())) {
+                    Some(defined) if *defined == target => {
+                        *r = format!("#/{section}/{name}");
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{path}: `$ref` {r}: {target} is not given or lacks it"
+                        ));
+                    }
+                }
+            }
+            for (key, inner) in obj.iter_mut() {
+                if key != "x-ms-examples" {
+                    localize_refs(inner, path, owner)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|v| localize_refs(v, path, owner)),
+        _ => Ok(()),
+    }
+}
+
+/// `relative` (`../x/y.json`, `./z.json`) resolved against the directory of `from`.
+fn join_relative(from: &str, relative: &str) -> String {
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop();
+    for segment in relative.split('/') {
+        match segment {
+            "." | "" => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.join("/")
 }
 
 fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -771,6 +930,151 @@ mod tests {
             "healthCheck": "projects/p1/global/healthChecks/api"
         }});
         c.check_body("ResourceRecordSet", &routed).unwrap();
+    }
+
+    const SCALE_SET: &str = "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachineScaleSets/api";
+
+    #[test]
+    fn scale_set_updates_and_reads_are_checked_against_the_compute_spec() {
+        let c = Contract::azure_compute();
+        let mut headers = json_headers();
+        headers.push(("if-match".into(), "\"3\"".into()));
+        let v = q(&[("api-version", "2024-07-01")]);
+        let patch = |body: &Value| {
+            c.check_request(&Request {
+                method: "PATCH",
+                path: SCALE_SET,
+                query: &v,
+                headers: &headers,
+                body: Some(body),
+            })
+        };
+        let good = json!({ "sku": { "name": "Standard_D2s_v3", "tier": "Standard", "capacity": 4 },
+                           "tags": { "cairn_owner": "l" } });
+        let m = patch(&good).unwrap();
+        assert_eq!(m.operation.id, "VirtualMachineScaleSets_Update");
+        assert_eq!(m.path_params["vmScaleSetName"], "api");
+        let e = patch(&json!({ "sku": { "capcity": 4 } })).unwrap_err();
+        assert!(e.0.contains("capcity"), "{e}");
+        let e = patch(&json!({ "sku": { "capacity": "4" } })).unwrap_err();
+        assert!(e.0.contains("not of type"), "{e}");
+        // cairn never replaces a scale set: PUT and DELETE are not in the excerpt.
+        let e = c
+            .check_request(&Request {
+                method: "PUT",
+                path: SCALE_SET,
+                query: &v,
+                headers: &headers,
+                body: Some(&good),
+            })
+            .unwrap_err();
+        assert!(e.0.contains("no operation"), "{e}");
+
+        let set = json!({ "id": SCALE_SET, "name": "api", "location": "westeurope",
+            "type": "Microsoft.Compute/virtualMachineScaleSets", "etag": "\"4\"",
+            "sku": { "name": "Standard_D2s_v3", "capacity": 4 },
+            "properties": { "provisioningState": "Updating", "orchestrationMode": "Uniform",
+                            "virtualMachineProfile": { "osProfile": { "computerNamePrefix": "api" } } } });
+        c.check_response(m.operation, 200, Some(&set)).unwrap();
+        let mut nowhere = set.clone();
+        nowhere.as_object_mut().unwrap().remove("location");
+        let e = c
+            .check_response(m.operation, 200, Some(&nowhere))
+            .unwrap_err();
+        assert!(e.0.contains("location"), "{e}");
+        let e = c.check_response(m.operation, 202, None).unwrap_err();
+        assert!(e.0.contains("not declared"), "{e}");
+        let e = c
+            .check_response(m.operation, 404, Some(&json!({ "error": { "code": 404 } })))
+            .unwrap_err();
+        assert!(e.0.contains("CloudError"), "{e}");
+
+        let list = c
+            .check_request(&Request {
+                method: "GET",
+                path: SCALE_SET.trim_end_matches("/api"),
+                query: &q(&[("api-version", "2024-07-01"), ("$skipToken", "2")]),
+                headers: &[],
+                body: None,
+            })
+            .unwrap();
+        assert_eq!(list.operation.id, "VirtualMachineScaleSets_List");
+        c.check_body(
+            "OperationStatusResult",
+            &json!({ "name": "op", "status": "InProgress",
+            "startTime": "2025-01-01T00:00:00Z" }),
+        )
+        .unwrap();
+        let e = c
+            .check_body("OperationStatusResult", &json!({ "name": "op" }))
+            .unwrap_err();
+        assert!(e.contains("status"), "{e}");
+    }
+
+    #[test]
+    fn split_contracts_resolve_relative_refs_and_refuse_dangling_or_doubled_names() {
+        let main = json!({
+            "swagger": "2.0", "info": { "title": "T", "version": "1" },
+            "paths": { "/things/{name}": { "get": {
+                "operationId": "Things_Get",
+                "parameters": [
+                    { "name": "name", "in": "path", "required": true, "type": "string" },
+                    { "$ref": "../common/c.json#/parameters/ApiVersion" }
+                ],
+                "responses": { "200": { "schema": { "$ref": "#/definitions/Thing" } } },
+                "x-ms-examples": { "x": { "$ref": "./examples/x.json" } }
+            } } },
+            "definitions": { "Thing": { "properties": {
+                "part": { "$ref": "../common/c.json#/definitions/Part" } } } }
+        });
+        let common = json!({ "definitions": { "Part": { "properties": { "n": { "type": "integer" } } } },
+            "parameters": { "ApiVersion": { "name": "api-version", "in": "query", "required": true, "type": "string" } } });
+        let c = Contract::openapi2_files(
+            "api/stable/main.json",
+            &[
+                ("api/stable/main.json", main.clone()),
+                ("api/common/c.json", common.clone()),
+            ],
+        )
+        .unwrap();
+        let m = c
+            .check_request(&Request {
+                method: "GET",
+                path: "/things/a",
+                query: &q(&[("api-version", "1")]),
+                headers: &[],
+                body: None,
+            })
+            .unwrap();
+        c.check_response(m.operation, 200, Some(&json!({ "part": { "n": 1 } })))
+            .unwrap();
+        assert!(
+            c.check_response(m.operation, 200, Some(&json!({ "part": { "n": "one" } })))
+                .is_err()
+        );
+        let e = Contract::openapi2_files(
+            "api/stable/main.json",
+            &[("api/stable/main.json", main.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("../common/c.json#/definitions/Part"), "{e}");
+        let e = Contract::openapi2_files(
+            "api/stable/main.json",
+            &[
+                ("api/stable/main.json", main),
+                ("api/common/c.json", common.clone()),
+                ("other/c.json", common),
+            ],
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("is in both"), "{e}");
+        assert_eq!(
+            join_relative("a/b/c/d.json", "../../../x/y.json"),
+            "x/y.json"
+        );
+        assert_eq!(join_relative("a/b/d.json", "./e.json"), "a/b/e.json");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Test utilities shipped with the library, so the test suite and the benchmark harness use
 //! the same parts.
 
+pub mod azure_compute;
 pub mod azure_dns;
 pub mod backend;
 pub mod contract;

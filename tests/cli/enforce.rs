@@ -664,11 +664,8 @@ fn probes_check_the_expected_status_and_body() {
     assert_eq!(detail, "body does not contain \"ready\"", "{status}");
 }
 
-#[test]
-fn predictive_scaling_resizes_groups_within_the_cost_cap() {
-    let w = Work::new();
-    // Three days of 5-minute load ending now, a daily wave between 200 and 800 requests/s,
-    // replayed by the sandbox.
+/// Three days of 5-minute load ending now, a daily wave between 200 and 800 requests/s.
+fn daily_wave() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -679,10 +676,53 @@ fn predictive_scaling_resizes_groups_within_the_cost_cap() {
         let phase = (ts % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU;
         csv.push_str(&format!("{ts},{:.1}\n", 500.0 - 300.0 * phase.cos()));
     }
-    w.write("s/load.csv", &csv);
-    w.write(
-        "s/stack.toml",
-        r#"[stack]
+    csv
+}
+
+/// The scaling policy of the predictive tests: at least 200/s needs 40 replicas at 50% of
+/// 10/s each; the budget pays for 15.
+const CAPPED_SCALING: &str = r#"
+[scaling.api]
+target_utilization = 0.5
+startup = "5m"
+predictive = { horizon = "30m", history = "3d" }
+cost = { per_replica_hour = 0.1, max_per_hour = 1.5 }
+load = { trace = "load.csv" }
+per_replica = 10
+"#;
+
+#[test]
+fn predictive_scaling_resizes_an_azure_scale_set() {
+    use cairn::testing::azure_compute::ScaleSet;
+    let fake = crate::azure::fake(cairn::testing::azure_dns::Faults::default());
+    fake.add_scale_set(ScaleSet::new("api", "westeurope", 1));
+    let w = Work::new();
+    w.write("s/load.csv", &daily_wave());
+    let body = format!(
+        "[[service]]\nname = \"api\"\n  [[service.deployment]]\n  cloud = \"azure\"\n  region = \"westeurope\"\n  min = 1\n  max = 20\n{CAPPED_SCALING}"
+    );
+    w.write("s/stack.toml", &crate::azure::stack_with(&fake, &body));
+    let d = Daemon::start_with_env(
+        &w,
+        &["--scale-interval", "1s"],
+        &crate::azure::env(&w, &fake),
+    );
+    d.wait_for("the scale set's resize", Duration::from_secs(20), || {
+        fake.scale_set("api").is_some_and(|s| s.capacity == 15)
+    });
+    assert_eq!(d.status(None)["scaling"]["api"]["binding"], "cost_cap");
+    let set = fake.scale_set("api").unwrap();
+    assert_eq!(set.tags["cairn_max"], "20");
+    assert_eq!(fake.capacity_history("api"), [15]);
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[test]
+fn predictive_scaling_resizes_groups_within_the_cost_cap() {
+    let w = Work::new();
+    // Replayed by the sandbox.
+    w.write("s/load.csv", &daily_wave());
+    let deployments = r#"[stack]
 name = "s"
 environment = "test"
 
@@ -700,18 +740,9 @@ name = "api"
   region = "europe-west1"
   min = 1
   max = 20
-
-[scaling.api]
-target_utilization = 0.5
-startup = "5m"
-predictive = { horizon = "30m", history = "3d" }
-cost = { per_replica_hour = 0.1, max_per_hour = 1.5 }
-load = { trace = "load.csv" }
-per_replica = 10
-"#,
-    );
+"#;
+    w.write("s/stack.toml", &format!("{deployments}{CAPPED_SCALING}"));
     let d = Daemon::start(&w, &["--scale-interval", "1s"]);
-    // At least 200/s needs 40 replicas at 50% of 10/s each; the budget pays for 15.
     d.wait_for("the scaling decision", Duration::from_secs(20), || {
         d.status(None)["scaling"]["api"]["desired"] == 15
     });

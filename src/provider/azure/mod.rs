@@ -1,5 +1,6 @@
-//! The Azure provider: Azure DNS zones and record sets through ARM (api-version 2018-05-01)
-//! on azure_core's HTTP pipeline, authenticated by azure_identity.
+//! The Azure provider: Azure DNS zones and record sets through ARM (api-version 2018-05-01),
+//! and the capacity of Virtual Machine Scale Sets (Microsoft.Compute, 2024-07-01, in
+//! [`vmss`]), on azure_core's HTTP pipeline, authenticated by azure_identity.
 //!
 //! Like the AWS provider, the client library's own retries are off: calls refused without
 //! effect (429, 503) are retried here after `Retry-After` (or a jittered backoff); a write
@@ -13,6 +14,8 @@
 //! other policies' members together) and its routing in the record set's metadata, so that
 //! refresh reads back what was declared; `cairn enforce` keeps the values current from its
 //! health checks. Ownership is the `cairn_owner` metadata key (record sets) or tag (zones).
+
+mod vmss;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -83,9 +86,16 @@ impl std::fmt::Display for AzureError {
     }
 }
 
-/// A successful answer's JSON body.
+/// A successful answer: its status, JSON body, and what ARM says about a long-running
+/// operation it started.
 struct Answer {
+    status: u16,
     body: Option<Value>,
+    /// `Azure-AsyncOperation`: the operation status resource to poll.
+    async_operation: Option<String>,
+    /// `Location`: polled until it stops answering 202.
+    location: Option<String>,
+    retry_after: Option<Duration>,
 }
 
 pub struct Azure {
@@ -97,6 +107,16 @@ pub struct Azure {
     calls: AtomicU64,
     /// What the last refresh saw of each record set: (zone, type, name) → ETag.
     etags: Mutex<HashMap<(String, RecordType, String), String>>,
+    /// `https://management.azure.com/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachineScaleSets`.
+    scale_sets_url: String,
+    /// The ARM endpoint's origin: polling URLs elsewhere are refused (they would get the token).
+    origin: String,
+    /// What the last refresh saw of each scale set: lower-case name → the scale set.
+    scale_sets: Mutex<HashMap<String, Value>>,
+    /// How long a long-running operation (a scale set update) may take.
+    operation_timeout: Duration,
+    /// First pause between polls of an operation that names no `Retry-After`.
+    poll_interval: Duration,
 }
 
 impl Azure {
@@ -146,12 +166,20 @@ impl Azure {
         let rate = NonZeroU32::new(settings.requests_per_second.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(settings.burst.max(1)).expect("at least 1");
         let quota = Quota::per_second(rate).allow_burst(burst);
+        let group_url = format!(
+            "{arm}/subscriptions/{}/resourceGroups/{}/providers",
+            settings.subscription_id, settings.resource_group
+        );
         Azure {
             pipeline,
-            zones_url: format!(
-                "{arm}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/dnsZones",
-                settings.subscription_id, settings.resource_group
-            ),
+            zones_url: format!("{group_url}/Microsoft.Network/dnsZones"),
+            scale_sets_url: format!("{group_url}/Microsoft.Compute/virtualMachineScaleSets"),
+            origin: Url::parse(arm)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default(),
+            scale_sets: Mutex::new(HashMap::new()),
+            operation_timeout: settings.operation_timeout,
+            poll_interval: Duration::from_secs(1),
             limiter: RateLimiter::direct(quota),
             backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(50))
@@ -206,11 +234,16 @@ impl Azure {
                 retry_after: None,
             })?;
         let status = u16::from(res.status());
-        let retry_after = res
-            .headers()
-            .get_optional_str(&azure_core::http::headers::RETRY_AFTER)
+        let header = |name: &'static str| {
+            res.headers()
+                .get_optional_str(&azure_core::http::headers::HeaderName::from_static(name))
+                .map(str::to_string)
+        };
+        let retry_after = header("retry-after")
             .and_then(|v| v.parse().ok())
             .map(Duration::from_secs);
+        let async_operation = header("azure-asyncoperation");
+        let location = header("location");
         let bytes = res.into_body();
         let body: Option<Value> = if bytes.is_empty() {
             None
@@ -218,7 +251,13 @@ impl Azure {
             serde_json::from_slice(&bytes).ok()
         };
         if (200..300).contains(&status) {
-            return Ok(Answer { body });
+            return Ok(Answer {
+                status,
+                body,
+                async_operation,
+                location,
+                retry_after,
+            });
         }
         let message = body
             .as_ref()
@@ -482,21 +521,33 @@ impl Azure {
 #[async_trait::async_trait]
 impl Provider for Azure {
     async fn refresh(&self, scope: &Scope) -> Result<Vec<LiveResource>, String> {
-        self.refresh_dns(scope)
+        let mut live = self
+            .refresh_dns(scope)
             .await
-            .map_err(|e| format!("Azure DNS: {e}"))
+            .map_err(|e| format!("Azure DNS: {e}"))?;
+        live.extend(
+            self.refresh_groups(scope)
+                .await
+                .map_err(|e| format!("Azure scale sets: {e}"))?,
+        );
+        Ok(live)
     }
 
     async fn apply(&self, changes: &[Change], owner: &str) -> Vec<ChangeResult> {
+        // A batch holds one kind (see `batch_key`); scale sets are updated side by side,
+        // since each update waits for its long-running operation.
+        if changes
+            .first()
+            .is_some_and(|c| c.address.kind == ResourceKind::Group)
+        {
+            return self.apply_groups(changes, owner).await;
+        }
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             out.push(match c.address.kind {
                 ResourceKind::Zone => self.apply_zone(c, owner).await,
                 ResourceKind::Record => self.apply_record(c, owner).await,
-                ResourceKind::Group => Err(format!(
-                    "{}: Azure scale sets are not supported yet",
-                    c.address
-                )),
+                ResourceKind::Group => Err(format!("{}: not in a group batch", c.address)),
             });
         }
         out
@@ -803,7 +854,7 @@ mod tests {
 
     /// A credential that hands out the fake's token.
     #[derive(Debug)]
-    struct StaticToken;
+    pub(super) struct StaticToken;
 
     #[async_trait::async_trait]
     impl TokenCredential for StaticToken {
@@ -833,7 +884,7 @@ mod tests {
         fake
     }
 
-    fn options(fake: &AzureDnsFake) -> ClientOptions {
+    pub(super) fn options(fake: &AzureDnsFake) -> ClientOptions {
         let http = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(fake.ca_pem.as_bytes()).unwrap()])
             .build()
@@ -845,7 +896,7 @@ mod tests {
         }
     }
 
-    fn settings(fake: &AzureDnsFake) -> AzureSettings {
+    pub(super) fn settings(fake: &AzureDnsFake) -> AzureSettings {
         let o = Options::default();
         AzureSettings {
             subscription_id: o.subscription,
@@ -854,17 +905,19 @@ mod tests {
             endpoint: Some(fake.url.clone()),
             requests_per_second: 1000,
             burst: 1000,
+            operation_timeout: Duration::from_secs(10),
         }
     }
 
-    fn provider(fake: &AzureDnsFake) -> Azure {
+    pub(super) fn provider(fake: &AzureDnsFake) -> Azure {
         let mut azure =
             Azure::with_credential(&settings(fake), Arc::new(StaticToken), options(fake));
-        // Tests do not wait out real backoff.
+        // Tests do not wait out real backoff or polling.
         azure.backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(1))
             .with_max_delay(Duration::from_millis(5))
             .with_max_times(30);
+        azure.poll_interval = Duration::from_millis(5);
         azure
     }
 
