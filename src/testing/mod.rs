@@ -5,3 +5,4 @@ pub mod azure_dns;
 pub mod backend;
 pub mod contract;
 pub mod faultproxy;
+pub mod google;

@@ -3,10 +3,11 @@
 
 mod apply;
 mod audit;
-mod aws;
+pub mod aws;
 pub mod azure;
 mod crash;
 mod enforce;
+pub mod gcp;
 mod lock;
 mod moto;
 mod nab;
