@@ -185,7 +185,9 @@ impl Gcp {
                 .map(|p| format!(" (GOOGLE_APPLICATION_CREDENTIALS={p})"))
                 .unwrap_or_default();
             permanent(format!(
-                "Google Cloud did not accept the credentials{from}: {}",
+                "Google Cloud did not accept the credentials{from}: {}; check that the key \
+                 belongs to a service account of the project and was not deleted, or log in \
+                 with `gcloud auth application-default login` (see docs/gcp.md)",
                 error_chain(&e)
             ))
         })
