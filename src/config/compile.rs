@@ -840,7 +840,10 @@ impl Compiler {
                 let mut ids: HashMap<String, Location> = HashMap::new();
                 let mut ok = true;
                 for m in members {
-                    match self.member(e, rtype, policy, m, deployments, regions, depends) {
+                    if let (RoutingPolicy::Geolocation, Some(l)) = (policy, &m.get().location) {
+                        self.geo_location(e, l, regions);
+                    }
+                    match self.member(e, rtype, policy, m, deployments, depends) {
                         Some(member) => {
                             let loc = e.loc(m.span());
                             if let Some(first) = ids.get(&member.id) {
@@ -892,7 +895,6 @@ impl Compiler {
         policy: RoutingPolicy,
         m: &Sp<RawMember>,
         deployments: &BTreeMap<String, Deployment>,
-        regions: bool,
         depends: &mut Vec<Dependency>,
     ) -> Option<Member> {
         let raw = m.get();
@@ -953,30 +955,8 @@ impl Compiler {
             (None, _) => None,
         };
         let location = match (&raw.location, policy) {
-            (Some(l), RoutingPolicy::Geolocation) if regions => {
-                let s = l.get();
-                if !is_gcp_region(s) {
-                    self.error(
-                        "config::invalid_value",
-                        format!("invalid location `{s}`"),
-                        e.loc(l.span()),
-                        "in a zone on gcp, expected a Google Cloud region like `europe-west1`",
-                    );
-                }
-                Some(s.clone())
-            }
-            (Some(l), RoutingPolicy::Geolocation) => {
-                let s = l.get();
-                if !(s == "*" || (s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase()))) {
-                    self.error(
-                        "config::invalid_value",
-                        format!("invalid location `{s}`"),
-                        e.loc(l.span()),
-                        "expected a continent or country code like `EU`, `DE`, or `*`",
-                    );
-                }
-                Some(s.clone())
-            }
+            // Checked by `geo_location`, which knows the zone's cloud.
+            (Some(l), RoutingPolicy::Geolocation) => Some(l.get().clone()),
             (None, RoutingPolicy::Geolocation) => {
                 self.error(
                     "config::missing_value",
@@ -1020,6 +1000,31 @@ impl Compiler {
             weight,
             location,
         })
+    }
+
+    /// A geolocation member's `location`: a Google Cloud region in a zone on gcp (`regions`),
+    /// a continent or country code elsewhere.
+    fn geo_location(&mut self, e: &Entry<RawRecord>, l: &Sp<String>, regions: bool) {
+        let s = l.get();
+        let (ok, expected) = if regions {
+            (
+                is_gcp_region(s),
+                "in a zone on gcp, expected a Google Cloud region like `europe-west1`",
+            )
+        } else {
+            (
+                s == "*" || (s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase())),
+                "expected a continent or country code like `EU`, `DE`, or `*`",
+            )
+        };
+        if !ok {
+            self.error(
+                "config::invalid_value",
+                format!("invalid location `{s}`"),
+                e.loc(l.span()),
+                expected,
+            );
+        }
     }
 
     /// Resolves `service@cloud/region` to the deployment's endpoint; adds the dependency.

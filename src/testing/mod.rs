@@ -4,5 +4,6 @@
 pub mod azure_dns;
 pub mod backend;
 pub mod contract;
+pub mod fake_http;
 pub mod faultproxy;
 pub mod google;

@@ -1041,7 +1041,9 @@ mod tests {
                 i,
                 RecordPlan {
                     key: ("z".into(), format!("r{i}"), RecordType::A),
-                    deletion: (i % 2 == 0).then(|| json!({ "rrdatas": ["192.0.2.1"] })),
+                    deletion: i
+                        .is_multiple_of(2)
+                        .then(|| json!({ "rrdatas": ["192.0.2.1"] })),
                     addition: Some(json!({ "rrdatas": ["192.0.2.2"] })),
                     live: None,
                     create_only: false,

@@ -24,13 +24,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response};
 use serde_json::{Value, json};
 
 use super::contract::{self, Contract};
+use super::fake_http::{self, Outcome, Received, respond};
 
 /// Fault rates, each 0 to 1 of the API requests (the token endpoint is left alone).
 #[derive(Debug, Clone, Copy, Default)]
@@ -182,12 +182,6 @@ impl Call<'_> {
     }
 }
 
-/// What a handler decided: an answer, or a dropped connection.
-enum Outcome {
-    Answer(u16, Option<Value>, Vec<(&'static str, String)>),
-    Reset,
-}
-
 fn ok(body: Value) -> Outcome {
     Outcome::Answer(200, Some(body), Vec::new())
 }
@@ -214,7 +208,6 @@ impl GoogleFake {
     /// Starts the fake on a free loopback port.
     pub fn start(options: Options) -> GoogleFake {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake");
-        listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let inner = Arc::new(Inner {
             dns_contract: Contract::google_dns(),
@@ -231,32 +224,7 @@ impl GoogleFake {
             counts: Counts::default(),
         });
         let served = inner.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a runtime for the fake");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let inner = served.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let inner = inner.clone();
-                            async move { inner.handle(req).await }
-                        });
-                        // An error from the service drops the connection: that is the "reset".
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tcp), service)
-                            .await;
-                    });
-                }
-            });
-        });
+        fake_http::serve(listener, None, move |req| served.clone().handle(req));
         GoogleFake { url, inner }
     }
 
@@ -347,33 +315,13 @@ impl Inner {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let method = req.method().as_str().to_string();
-        let path = percent_encoding::percent_decode_str(req.uri().path())
-            .decode_utf8_lossy()
-            .into_owned();
-        let query: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let headers: Vec<(String, String)> = req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                let v = v.to_str().unwrap_or_default().to_string();
-                (k.as_str().to_lowercase(), v)
-            })
-            .collect();
-        let bytes = req
-            .into_body()
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
+        let Received {
+            method,
+            path,
+            query,
+            headers,
+            body: bytes,
+        } = Received::read(req).await?;
         // Google's OAuth token endpoint (the JWT bearer grant), which the key file names. It
         // is not part of the API contracts.
         if method == "POST" && path == "/token" {
@@ -554,21 +502,6 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-fn respond(status: u16, body: Option<&Value>, extra: &[(&str, String)]) -> Response<Full<Bytes>> {
-    let mut b = Response::builder().status(StatusCode::from_u16(status).expect("a status"));
-    for (k, v) in extra {
-        b = b.header(*k, v);
-    }
-    let bytes = match body {
-        Some(v) => {
-            b = b.header("content-type", "application/json; charset=UTF-8");
-            Bytes::from(serde_json::to_vec(v).expect("JSON"))
-        }
-        None => Bytes::new(),
-    };
-    b.body(Full::new(bytes)).expect("a response")
 }
 
 /// A short wait before a write is `done`, so that clients poll.
