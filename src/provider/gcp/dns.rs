@@ -593,22 +593,29 @@ impl RecordPlan {
 
     /// Bytes of record data it adds and deletes (the quota counts both).
     fn rrdata_bytes(&self) -> usize {
-        fn data(v: &Value) -> usize {
-            match v {
-                Value::Object(o) => o
-                    .iter()
-                    .map(|(k, v)| match (k.as_str(), v) {
-                        ("rrdatas" | "externalEndpoints", Value::Array(a)) => {
-                            a.iter().filter_map(Value::as_str).map(str::len).sum()
-                        }
-                        _ => data(v),
-                    })
-                    .sum(),
-                Value::Array(a) => a.iter().map(data).sum(),
-                _ => 0,
-            }
-        }
-        self.deletion.iter().chain(&self.addition).map(data).sum()
+        self.deletion
+            .iter()
+            .chain(&self.addition)
+            .map(rrdata_bytes)
+            .sum()
+    }
+}
+
+/// Bytes of record data in a record set, as Cloud DNS's `totalRrdataSizePerChange` counts
+/// them: its answers and health-checked endpoints.
+pub(crate) fn rrdata_bytes(v: &Value) -> usize {
+    match v {
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| match (k.as_str(), v) {
+                ("rrdatas" | "externalEndpoints", Value::Array(a)) => {
+                    a.iter().filter_map(Value::as_str).map(str::len).sum()
+                }
+                _ => rrdata_bytes(v),
+            })
+            .sum(),
+        Value::Array(a) => a.iter().map(rrdata_bytes).sum(),
+        _ => 0,
     }
 }
 

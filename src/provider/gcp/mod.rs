@@ -17,6 +17,8 @@
 mod compute;
 mod dns;
 
+pub(crate) use dns::rrdata_bytes;
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -295,7 +297,8 @@ impl Gcp {
         Ok(url)
     }
 
-    /// Asks `done` until it answers, waiting longer each time, for at most `change_timeout`.
+    /// Waits, then asks `done`, waiting longer each time, for at most `change_timeout`. (The
+    /// write's own answer said it was not done yet: asking at once would only say so again.)
     async fn wait_until<T, F, Fut>(&self, what: &str, mut done: F) -> Result<T, GcpError>
     where
         F: FnMut() -> Fut,
@@ -304,6 +307,7 @@ impl Gcp {
         let start = Instant::now();
         let mut pause = self.poll;
         loop {
+            tokio::time::sleep(pause).await;
             if let Some(answer) = done().await? {
                 return Ok(answer);
             }
@@ -313,7 +317,6 @@ impl Gcp {
                     humantime::format_duration(self.change_timeout)
                 )));
             }
-            tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
     }

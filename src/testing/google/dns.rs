@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::compute::Compute;
 use super::{Call, Counts, Outcome, error, now_rfc3339, ok, settled};
+use crate::provider::gcp::rrdata_bytes;
 
 #[derive(Default)]
 pub(super) struct Dns {
@@ -562,21 +563,4 @@ fn same(stored: &Value, given: &Value) -> bool {
         v
     };
     strip(stored) == strip(given)
-}
-
-/// Bytes of record data in a record set (rrdatas and health-checked endpoints).
-fn rrdata_bytes(v: &Value) -> usize {
-    match v {
-        Value::Object(o) => o
-            .iter()
-            .map(|(k, v)| match (k.as_str(), v) {
-                ("rrdatas" | "externalEndpoints", Value::Array(a)) => {
-                    a.iter().filter_map(Value::as_str).map(str::len).sum()
-                }
-                _ => rrdata_bytes(v),
-            })
-            .sum(),
-        Value::Array(a) => a.iter().map(rrdata_bytes).sum(),
-        _ => 0,
-    }
 }
