@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::apply::ProviderSet;
 use crate::config::{Backend, Stack};
 use crate::diag::Diag;
-use crate::model::{Address, Attrs, Cloud, ProviderKind};
+use crate::model::{Address, Attrs, Cloud, ProviderKind, RecordType, Routing};
 use crate::plan::{self, Filter, Plan, Target};
 use crate::provider::sandbox::Sandbox;
 use crate::provider::{GroupRef, LiveResource, Provider, Scope};
@@ -84,10 +84,12 @@ pub fn target_of(stack: &Stack) -> Result<Target, Diag> {
         scope: scope_of(stack),
         aws: stack.providers.aws.clone(),
         azure: stack.providers.azure.clone(),
+        gcp: stack.providers.gcp.clone(),
     })
 }
 
-/// The providers serving the target's clouds: the sandbox, and AWS where configured.
+/// The providers serving the target's clouds: the sandbox, and AWS, Azure and Google Cloud
+/// where configured.
 pub async fn providers(target: &Target) -> Result<ProviderSet, Diag> {
     let served_by = |kind| {
         target
@@ -122,6 +124,12 @@ pub async fn providers(target: &Target) -> Result<ProviderSet, Diag> {
         set.by_kind
             .insert(ProviderKind::Azure, Arc::new(provider) as Arc<dyn Provider>);
     }
+    if let Some(gcp) = &target.gcp {
+        let provider =
+            crate::provider::gcp::Gcp::new(gcp).map_err(|e| Diag::error("provider::gcp", e))?;
+        set.by_kind
+            .insert(ProviderKind::Gcp, Arc::new(provider) as Arc<dyn Provider>);
+    }
     Ok(set)
 }
 
@@ -154,10 +162,7 @@ pub fn check_providers(stack: &Stack) -> Result<(), Diag> {
     for r in &stack.resources {
         let refusal = match (r.provider.kind, r.address.kind) {
             (ProviderKind::Sandbox | ProviderKind::Aws | ProviderKind::Azure, _) => None,
-            (ProviderKind::Gcp, _) => Some((
-                "the gcp provider is not available in this version of cairn",
-                "remove [provider.gcp] to run gcp resources on the embedded sandbox",
-            )),
+            (ProviderKind::Gcp, _) => gcp_refusal(&r.attrs),
         };
         if let Some((message, help)) = refusal {
             return Err(Diag::error("provider::unavailable", message)
@@ -166,6 +171,36 @@ pub fn check_providers(stack: &Stack) -> Result<(), Diag> {
         }
     }
     Ok(())
+}
+
+/// What Cloud DNS cannot serve of a record, and what to do instead.
+fn gcp_refusal(attrs: &Attrs) -> Option<(&'static str, &'static str)> {
+    let Attrs::Record(r) = attrs else {
+        return None;
+    };
+    let ips = matches!(r.rtype, RecordType::A | RecordType::AAAA);
+    match (&r.routing, &r.health_check) {
+        (Routing::Latency { .. } | Routing::Multivalue { .. }, _) => Some((
+            "Cloud DNS has no latency or multivalue routing",
+            "use `geolocation` with Google Cloud regions as locations (Cloud DNS answers from \
+             the region nearest the client), `weighted` or `failover`",
+        )),
+        (Routing::Failover { .. }, None) => Some((
+            "Cloud DNS failover routing health-checks the primary: it needs a `health_check`",
+            "add health_check = { protocol = \"https\", path = \"/healthz\" }",
+        )),
+        (Routing::Simple { .. }, Some(_)) => Some((
+            "Cloud DNS health-checks routed records only",
+            "remove the health_check, or give the record `weighted`, `geolocation` or \
+             `failover` routing",
+        )),
+        (_, Some(_)) if !ips => Some((
+            "Cloud DNS health-checks IP addresses only: a record with a health_check must be \
+             A or AAAA",
+            "remove the health_check",
+        )),
+        _ => None,
+    }
 }
 
 pub async fn refresh(providers: &ProviderSet, scope: &Scope) -> Result<Vec<LiveResource>, Diag> {

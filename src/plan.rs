@@ -127,6 +127,8 @@ pub struct Target {
     pub aws: Option<crate::config::AwsSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<crate::config::AzureSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<crate::config::GcpSettings>,
 }
 
 impl Target {
@@ -232,7 +234,10 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
     let desired: &[Desired] = if destroy { &[] } else { &stack.resources };
     let desired_set: HashSet<&Address> = desired.iter().map(|d| &d.address).collect();
     let owned = |addr: &Address, l: &LiveResource| {
-        l.owner.as_deref() == Some(lineage.as_str()) || state.owns(addr, &l.id, &l.attrs)
+        l.owner.as_deref() == Some(lineage.as_str())
+            || state.owns(addr, &l.id, |intended| {
+                l.attrs_against(intended) == *intended
+            })
     };
 
     let mut changes = Vec::new();
@@ -243,22 +248,28 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
     for d in desired {
         let deps: Vec<Address> = d.depends_on.iter().map(|x| x.address.clone()).collect();
         let recorded = state.resources.get(&d.address);
-        match live_by_addr.get(&d.address) {
+        // What the cloud cannot keep (see `LiveResource::attrs_against`) is the declaration's.
+        let live = live_by_addr
+            .get(&d.address)
+            .map(|l| (*l, l.attrs_against(&d.attrs)));
+        match &live {
             // An existing zone or group nobody owns: creating it adopts it.
-            Some(l) if l.adoptable && !owned(&d.address, l) => changes.push(PlannedChange {
-                address: d.address.clone(),
-                provider: l.provider,
-                action: Action::Create,
-                id: Some(l.id.clone()),
-                diff: attr_diff(&l.attrs, &d.attrs),
-                before: Some(l.attrs.clone()),
-                after: Some(d.attrs.clone()),
-                reason: Some("adopts the existing one".into()),
-                depends_on: deps,
-                protected: d.protected,
-            }),
+            Some((l, live)) if l.adoptable && !owned(&d.address, l) => {
+                changes.push(PlannedChange {
+                    address: d.address.clone(),
+                    provider: l.provider,
+                    action: Action::Create,
+                    id: Some(l.id.clone()),
+                    diff: attr_diff(live, &d.attrs),
+                    before: Some(live.clone()),
+                    after: Some(d.attrs.clone()),
+                    reason: Some("adopts the existing one".into()),
+                    depends_on: deps,
+                    protected: d.protected,
+                })
+            }
             // Another stack's: importing it here would only make two owners.
-            Some(l) if !owned(&d.address, l) && l.owner.is_some() => errors.push(
+            Some((l, _)) if !owned(&d.address, l) && l.owner.is_some() => errors.push(
                 Diag::error(
                     "plan::not_owned",
                     format!(
@@ -274,7 +285,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                     d.address, d.address, l.id
                 )),
             ),
-            Some(l) if !owned(&d.address, l) => errors.push(
+            Some((l, _)) if !owned(&d.address, l) => errors.push(
                 Diag::error(
                     "plan::not_owned",
                     format!(
@@ -288,14 +299,14 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                     d.address, l.id
                 )),
             ),
-            Some(l) => {
+            Some((l, live)) => {
                 if recorded.is_none() {
                     fixes.push(StateFix::Record {
                         address: d.address.clone(),
                         resource: Box::new(StateResource {
                             provider: l.provider,
                             id: l.id.clone(),
-                            attrs: l.attrs.clone(),
+                            attrs: live.clone(),
                             depends_on: deps.clone(),
                             protected: d.protected,
                         }),
@@ -317,13 +328,13 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                         .into(),
                     });
                 }
-                let want = d.attrs.with_observed(&l.attrs);
-                if l.attrs == want {
+                let want = d.attrs.with_observed(live);
+                if *live == want {
                     unchanged += 1;
                     continue;
                 }
-                let drift = recorded.is_some_and(|r| r.attrs.with_observed(&l.attrs) == want);
-                let (action, reason) = match l.attrs.forces_replacement(&want) {
+                let drift = recorded.is_some_and(|r| r.attrs.with_observed(live) == want);
+                let (action, reason) = match live.forces_replacement(&want) {
                     Some(attr) => (Action::Replace, Some(format!("{attr} forces replacement"))),
                     None => (
                         Action::Update,
@@ -335,8 +346,8 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, Vec<Diag>> {
                     provider: l.provider,
                     action,
                     id: Some(l.id.clone()),
-                    diff: attr_diff(&l.attrs, &want),
-                    before: Some(l.attrs.clone()),
+                    diff: attr_diff(live, &want),
+                    before: Some(live.clone()),
                     after: Some(want.clone()),
                     reason,
                     depends_on: deps,

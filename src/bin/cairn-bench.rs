@@ -7,6 +7,7 @@
 //!   cargo run --release --bin cairn-bench -- aws [--records 10000]       (API calls against moto)
 //!   cargo run --release --bin cairn-bench -- azure [--records 10000]     (API calls against the Azure DNS fake)
 //!   cargo run --release --bin cairn-bench -- azure-scale-sets [--scale-sets 100]   (the same for VMSS)
+//!   cargo run --release --bin cairn-bench -- gcp [--records 10000]       (API calls against the Google fake)
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ fn main() {
         Some("aws") => return aws(records),
         Some("azure") => return azure(records),
         Some("azure-scale-sets") => return azure_scale_sets(scale_sets),
+        Some("gcp") => return gcp(records),
         _ => {}
     }
     if args.first().map(String::as_str) == Some("generate") {
@@ -262,80 +264,138 @@ fn records_stack(header: &str, zone: &str, n: usize, ttl_changed: usize) -> Stri
     s
 }
 
-/// `cairn` run on a stack against the Azure fake (in this process, every request checked
-/// against the official contracts), which counts the requests.
+/// One whole `cairn ARGS DIR` run for the provider benchmarks: cairn's own count of
+/// `provider`'s API calls (under `key` in its JSON), the server's count of the requests it
+/// got meanwhile, and the wall time.
+fn timed(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    (key, provider): (&str, &str),
+    server: &dyn Fn() -> u64,
+) -> (u64, u64, f64) {
+    let cairn = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("cairn");
+    let before = server();
+    let start = Instant::now();
+    let out = Command::new(&cairn)
+        .args(args)
+        .arg(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run cairn");
+    let wall = start.elapsed().as_secs_f64();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "cairn {args:?}: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        v[key][provider].as_u64().unwrap_or(0),
+        server() - before,
+        wall,
+    )
+}
+
+/// Create N records, refresh them, change 1% of them; returns the three measurements.
+fn three_figures(
+    dir: &Path,
+    header: &str,
+    n: usize,
+    env: &[(&str, String)],
+    provider: &str,
+    server: &dyn Fn() -> u64,
+) -> [(u64, u64, f64); 3] {
+    let write = |changed: usize| {
+        let s = records_stack(header, "bench.example.com", n, changed);
+        std::fs::write(dir.join("stack.toml"), s).unwrap();
+    };
+    let apply = ["apply", "--auto-approve", "--json"];
+    write(0);
+    let b = timed(dir, &apply, env, ("apply_api_calls", provider), server);
+    let a = timed(
+        dir,
+        &["plan", "--json"],
+        env,
+        ("api_calls", provider),
+        server,
+    );
+    write(n / 100);
+    let c = timed(dir, &apply, env, ("apply_api_calls", provider), server);
+    [a, b, c]
+}
+
+/// The three figures as a table; `token`: the server counts the token request too.
+fn print_figures(title: &str, token: bool, [a, b, c]: [(u64, u64, f64); 3]) {
+    let (alone, with_refresh) = if token {
+        (" (incl. the token)", " (incl. refresh and token)")
+    } else {
+        ("", " (incl. refresh)")
+    };
+    println!("| {title} | cairn's count | fake's count (whole command) | whole command wall |");
+    println!("|---|---:|---:|---:|");
+    println!("| (a) refresh | {} | {}{alone} | {:.2} s |", a.0, a.1, a.2);
+    println!(
+        "| (b) create all (apply's calls) | {} | {}{with_refresh} | {:.2} s |",
+        b.0, b.1, b.2
+    );
+    println!(
+        "| (c) change 1% (apply's calls) | {} | {}{with_refresh} | {:.2} s |",
+        c.0, c.1, c.2
+    );
+}
+
+/// The Azure fake (`cairn::testing::azure_dns`, in this process, every request checked against
+/// the official contracts, which counts the requests), a stack directory, the stack's header
+/// (`[stack]` and `[provider.azure]` on the fake) and the environment that signs cairn in.
 struct AzureBench {
     fake: cairn::testing::azure_dns::AzureDnsFake,
-    options: cairn::testing::azure_dns::Options,
-    cairn: PathBuf,
     dir: PathBuf,
-    ca: PathBuf,
+    header: String,
+    env: Vec<(&'static str, String)>,
     _tmp: tempfile::TempDir,
 }
 
 impl AzureBench {
-    fn start(options: cairn::testing::azure_dns::Options) -> AzureBench {
+    fn start(o: cairn::testing::azure_dns::Options) -> AzureBench {
         use cairn::testing::azure_dns::AzureDnsFake;
         use cairn::testing::contract::Contract;
-        let fake = AzureDnsFake::start(Contract::azure_dns(), options.clone());
+        let fake = AzureDnsFake::start(Contract::azure_dns(), o.clone());
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("stack");
         std::fs::create_dir_all(&dir).unwrap();
         let ca = tmp.path().join("ca.pem");
         std::fs::write(&ca, &fake.ca_pem).unwrap();
+        let header = format!(
+            "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.azure]\nsubscription_id = \"{}\"\nresource_group = \"{}\"\nendpoint = \"{}\"\nrequests_per_second = 1000\nburst = 1000\n\n",
+            o.subscription, o.resource_group, fake.url
+        );
+        let env = vec![
+            ("SSL_CERT_FILE", ca.display().to_string()),
+            ("AZURE_AUTHORITY_HOST", fake.url.clone()),
+            (
+                "AZURE_TENANT_ID",
+                "00000000-0000-0000-0000-0000000000aa".into(),
+            ),
+            ("AZURE_CLIENT_ID", "bench".into()),
+            ("AZURE_CLIENT_SECRET", o.token.clone()),
+        ];
         AzureBench {
             fake,
-            options,
-            cairn: std::env::current_exe()
-                .expect("own path")
-                .with_file_name("cairn"),
             dir,
-            ca,
+            header,
+            env,
             _tmp: tmp,
         }
     }
 
-    /// `[stack]` and `[provider.azure]` on the fake.
-    fn header(&self) -> String {
-        format!(
-            "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.azure]\nsubscription_id = \"{}\"\nresource_group = \"{}\"\nendpoint = \"{}\"\nrequests_per_second = 1000\nburst = 1000\n\n",
-            self.options.subscription, self.options.resource_group, self.fake.url
-        )
-    }
-
-    fn write(&self, stack: &str) {
-        std::fs::write(self.dir.join("stack.toml"), stack).unwrap();
-    }
-
-    /// Runs `cairn ARGS --json DIR`: cairn's own count of Azure calls (`key` in its JSON), the
-    /// fake's count of requests, and the wall time.
-    fn run(&self, args: &[&str], key: &str) -> (u64, u64, f64) {
-        use std::sync::atomic::Ordering;
-        let before = self.fake.counts().requests.load(Ordering::Relaxed);
-        let start = Instant::now();
-        let out = Command::new(&self.cairn)
-            .args(args)
-            .arg("--json")
-            .arg(&self.dir)
-            .env("SSL_CERT_FILE", &self.ca)
-            .env("AZURE_AUTHORITY_HOST", &self.fake.url)
-            .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa")
-            .env("AZURE_CLIENT_ID", "bench")
-            .env("AZURE_CLIENT_SECRET", &self.options.token)
-            .output()
-            .expect("run cairn");
-        let wall = start.elapsed().as_secs_f64();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "cairn {args:?}: {e}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (
-            v[key]["azure"].as_u64().unwrap_or(0),
-            self.fake.counts().requests.load(Ordering::Relaxed) - before,
-            wall,
-        )
+    fn requests(&self) -> u64 {
+        self.fake
+            .counts()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn assert_in_contract(&self) {
@@ -356,31 +416,18 @@ fn azure(n: usize) {
     });
     let header = format!(
         "{}[[zone]]\nname = \"bench.example.com\"\ncloud = \"azure\"\n\n",
-        b.header()
+        b.header
     );
-    let write = |changed: usize| b.write(&records_stack(&header, "bench.example.com", n, changed));
-    write(0);
-    let (b_calls, b_fake, b_wall) = b.run(&["apply", "--auto-approve"], "apply_api_calls");
-    let (a_calls, a_fake, a_wall) = b.run(&["plan"], "api_calls");
-    write(n / 100);
-    let (c_calls, c_fake, c_wall) = b.run(&["apply", "--auto-approve"], "apply_api_calls");
+    let figures = three_figures(&b.dir, &header, n, &b.env, "azure", &|| b.requests());
     b.assert_in_contract();
-    println!(
-        "| {n} records against the Azure DNS fake | cairn's count | fake's count (whole command) | whole command wall |"
-    );
-    println!("|---|---:|---:|---:|");
-    println!("| (a) refresh | {a_calls} | {a_fake} (incl. the token) | {a_wall:.2} s |");
-    println!(
-        "| (b) create all (apply's calls) | {b_calls} | {b_fake} (incl. refresh and token) | {b_wall:.2} s |"
-    );
-    println!(
-        "| (c) change 1% (apply's calls) | {c_calls} | {c_fake} (incl. refresh and token) | {c_wall:.2} s |"
+    print_figures(
+        &format!("{n} records against the Azure DNS fake"),
+        true,
+        figures,
     );
 }
 
-/// API calls to refresh and resize N scale sets (one service with one Azure deployment each)
-/// against the fake, whose updates finish at once (so each is polled once): (a) refresh,
-/// (b) adopt and resize all, (c) resize all again.
+/// API calls to refresh, adopt and resize, and resize again N scale sets against the Azure fake.
 fn azure_scale_sets(n: usize) {
     use cairn::testing::azure_compute::ScaleSet;
     let b = AzureBench::start(cairn::testing::azure_dns::Options {
@@ -392,32 +439,81 @@ fn azure_scale_sets(n: usize) {
             .add_scale_set(ScaleSet::new(&format!("s{i}"), "westeurope", 1));
     }
     let write = |desired: u32| {
-        let mut s = b.header();
+        let mut s = b.header.clone();
         for i in 0..n {
             let _ = write!(
                 s,
                 "[[service]]\nname = \"s{i}\"\n  [[service.deployment]]\n  cloud = \"azure\"\n  region = \"westeurope\"\n  min = 1\n  max = 9\n  desired = {desired}\n\n"
             );
         }
-        b.write(&s);
+        std::fs::write(b.dir.join("stack.toml"), s).unwrap();
     };
+    let run =
+        |args: &[&str], key: &str| timed(&b.dir, args, &b.env, (key, "azure"), &|| b.requests());
     write(2);
-    let (a_calls, a_fake, a_wall) = b.run(&["plan"], "api_calls");
-    let (b_calls, b_fake, b_wall) = b.run(&["apply", "--auto-approve"], "apply_api_calls");
+    let refresh = run(&["plan", "--json"], "api_calls");
+    let adopt = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
     write(3);
-    let (c_calls, c_fake, c_wall) = b.run(&["apply", "--auto-approve"], "apply_api_calls");
+    let resize = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
     b.assert_in_contract();
     assert!((0..n).all(|i| b.fake.scale_set(&format!("s{i}")).unwrap().capacity == 3));
     println!(
         "| {n} scale sets against the Azure fake | cairn's count | fake's count (whole command) | whole command wall |"
     );
     println!("|---|---:|---:|---:|");
-    println!("| (a) refresh | {a_calls} | {a_fake} (incl. the token) | {a_wall:.2} s |");
-    println!(
-        "| (b) adopt and resize all (apply's calls) | {b_calls} | {b_fake} (incl. refresh and token) | {b_wall:.2} s |"
+    for (what, (calls, fake, wall), incl) in [
+        ("(a) refresh", refresh, "the token"),
+        (
+            "(b) adopt and resize all (apply's calls)",
+            adopt,
+            "refresh and token",
+        ),
+        (
+            "(c) resize all (apply's calls)",
+            resize,
+            "refresh and token",
+        ),
+    ] {
+        println!("| {what} | {calls} | {fake} (incl. {incl}) | {wall:.2} s |");
+    }
+}
+
+/// The same three figures against the Google fake (`cairn::testing::google`, in this process,
+/// every request checked against the discovery documents), with the project's default Cloud
+/// DNS quota of 100 additions and 100 deletions per change.
+fn gcp(n: usize) {
+    use cairn::testing::google::{GoogleFake, Options};
+    use std::sync::atomic::Ordering;
+    let o = Options {
+        page_size: 1000,
+        ..Options::default()
+    };
+    let fake = GoogleFake::start(o.clone());
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("stack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = tmp.path().join("key.json");
+    std::fs::write(&key, fake.service_account_json()).unwrap();
+    let header = format!(
+        "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.gcp]\nproject = \"{}\"\nendpoint = \"{}\"\nrequests_per_second = 1000\nburst = 1000\n\n[[zone]]\nname = \"bench.example.com\"\ncloud = \"gcp\"\n\n",
+        o.project, fake.url
+    );
+    let env = [("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())];
+    let server = || fake.counts().requests.load(Ordering::Relaxed);
+    let figures = three_figures(&dir, &header, n, &env, "gcp", &server);
+    assert!(
+        fake.violations().is_empty(),
+        "requests outside the contract: {:?}",
+        fake.violations()
+    );
+    let changes = fake.changes("bench.example.com.").len();
+    print_figures(
+        &format!("{n} records against the Google fake"),
+        false,
+        figures,
     );
     println!(
-        "| (c) resize all (apply's calls) | {c_calls} | {c_fake} (incl. refresh and token) | {c_wall:.2} s |"
+        "\n{changes} Cloud DNS changes in all (at most 100 additions and 100 deletions each)."
     );
 }
 
@@ -425,9 +521,6 @@ fn azure_scale_sets(n: usize) {
 /// cross-checked by a counting proxy: (a) refresh N records, (b) create them, (c) change 1%.
 fn aws(n: usize) {
     use cairn::testing::faultproxy::{FaultProxy, Faults};
-    let cairn = std::env::current_exe()
-        .expect("own path")
-        .with_file_name("cairn");
     let moto = std::env::var_os("CAIRN_MOTO_SERVER")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
@@ -465,39 +558,17 @@ fn aws(n: usize) {
         "[stack]\nname = \"bench\"\nenvironment = \"bench\"\n\n[provider.aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\n\n[[zone]]\nname = \"bench.example.com\"\ncloud = \"aws\"\n\n",
         proxy.url
     );
-    let write = |ttl_changed: usize| {
-        let s = records_stack(&header, "bench.example.com", n, ttl_changed);
-        std::fs::write(dir.join("stack.toml"), s).unwrap();
-    };
-    let run = |args: &[&str], key: &str| -> (u64, u64, f64) {
-        let before = proxy.requests();
-        let start = Instant::now();
-        let out = Command::new(&cairn)
-            .args(args)
-            .arg(&dir)
-            .env("AWS_ACCESS_KEY_ID", "bench")
-            .env("AWS_SECRET_ACCESS_KEY", "bench")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .expect("run cairn");
-        let wall = start.elapsed().as_secs_f64();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "cairn {args:?}: {e}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (
-            v[key]["aws"].as_u64().unwrap_or(0),
-            proxy.requests() - before,
-            wall,
-        )
-    };
-    write(0);
-    let (b_calls, b_proxy, b_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
-    let (a_calls, a_proxy, a_wall) = run(&["plan", "--json"], "api_calls");
-    write(n / 100);
-    let (c_calls, c_proxy, c_wall) = run(&["apply", "--auto-approve", "--json"], "apply_api_calls");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "bench".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "bench".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let requests = || proxy.requests();
+    let [
+        (a_calls, a_proxy, a_wall),
+        (b_calls, b_proxy, b_wall),
+        (c_calls, c_proxy, c_wall),
+    ] = three_figures(&dir, &header, n, &env, "aws", &requests);
     let _ = server.kill();
     let _ = server.wait();
     println!(

@@ -240,7 +240,7 @@ fn import_locked(
             "import::not_found",
             format!("no live resource has ID `{}`", a.id),
         )
-        .help("IDs are the provider's: `cairn sandbox list` shows the sandbox's; on AWS a record is HOSTEDZONEID/NAME/TYPE, a group REGION/NAME; a plan that finds the resource prints the exact command")
+        .help("IDs are the provider's: `cairn sandbox list` shows the sandbox's; on AWS a record is HOSTEDZONEID/NAME/TYPE, on Google Cloud MANAGEDZONE/NAME/TYPE, a group REGION/NAME; a plan that finds the resource prints the exact command")
     })?;
     if found.address() != addr {
         return Err(Diag::error(
@@ -282,18 +282,18 @@ fn import_locked(
     let live = result
         .map_err(|e| Diag::error("import::failed", e))?
         .unwrap_or_else(|| found.clone());
-    let depends_on = stack
-        .resources
-        .iter()
-        .find(|r| r.address == addr)
+    let declaration = stack.resources.iter().find(|r| r.address == addr);
+    let depends_on = declaration
         .map(|r| r.depends_on.iter().map(|d| d.address.clone()).collect())
         .unwrap_or_default();
+    // What the cloud cannot keep (e.g. Cloud DNS routing member IDs) is the declaration's.
+    let attrs = declaration.map_or_else(|| live.attrs.clone(), |d| live.attrs_against(&d.attrs));
     rt.block_on(state.write(vec![StateOp::Put {
         address: addr.clone(),
         resource: Box::new(StateResource {
             provider: live.provider,
             id: live.id.clone(),
-            attrs: live.attrs.clone(),
+            attrs,
             depends_on,
             protected: false,
         }),

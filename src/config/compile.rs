@@ -352,11 +352,41 @@ impl Compiler {
                     });
                 }
                 ProviderEntry::Gcp(g) => {
+                    if !is_gcp_project(g.project.get()) {
+                        self.error(
+                            "config::invalid_value",
+                            format!("invalid Google Cloud project ID `{}`", g.project.get()),
+                            e.loc(g.project.span()),
+                            "expected 6 to 30 lower-case letters, digits or dashes, starting with a letter",
+                        );
+                    }
                     self.check_url(e, g.endpoint.as_ref());
                     p.by_cloud.insert(Cloud::Gcp, ProviderKind::Gcp);
+                    let rate = g.requests_per_second.as_ref().map_or(Some(20), |v| {
+                        self.int_in(e, v, 1, 1000, "requests_per_second")
+                    });
+                    let burst = g
+                        .burst
+                        .as_ref()
+                        .map_or(Some(100), |v| self.int_in(e, v, 1, 1000, "burst"));
+                    let timeout =
+                        g.change_timeout
+                            .as_ref()
+                            .map_or(Some(Duration::from_secs(60)), |v| {
+                                self.duration_in(
+                                    e,
+                                    v,
+                                    Duration::from_secs(1),
+                                    Duration::from_secs(3600),
+                                    "change_timeout",
+                                )
+                            });
                     p.gcp = Some(GcpSettings {
                         project: g.project.get().clone(),
                         endpoint: g.endpoint.as_ref().map(|x| x.get().clone()),
+                        requests_per_second: rate.unwrap_or(20),
+                        burst: burst.unwrap_or(100),
+                        change_timeout: timeout.unwrap_or(Duration::from_secs(60)),
                     });
                 }
             }
@@ -642,8 +672,10 @@ impl Compiler {
                 None => Some(DEFAULT_TTL),
             };
             let mut depends = Vec::new();
+            // Cloud DNS routes by Google Cloud region, not by continent or country.
+            let regions = zones.get(zone) == Some(&Cloud::Gcp);
             let routing = self
-                .routing(e, rtype, deployments, &mut depends)
+                .routing(e, rtype, deployments, regions, &mut depends)
                 .map(Routing::normalized);
             let health_check = r
                 .health_check
@@ -711,6 +743,7 @@ impl Compiler {
         e: &Entry<RawRecord>,
         rtype: RecordType,
         deployments: &BTreeMap<String, Deployment>,
+        regions: bool,
         depends: &mut Vec<Dependency>,
     ) -> Option<Routing> {
         let r = &e.value;
@@ -827,6 +860,9 @@ impl Compiler {
                 let mut ids: HashMap<String, Location> = HashMap::new();
                 let mut ok = true;
                 for m in members {
+                    if let (RoutingPolicy::Geolocation, Some(l)) = (policy, &m.get().location) {
+                        self.geo_location(e, l, regions);
+                    }
                     match self.member(e, rtype, policy, m, deployments, depends) {
                         Some(member) => {
                             let loc = e.loc(m.span());
@@ -939,18 +975,8 @@ impl Compiler {
             (None, _) => None,
         };
         let location = match (&raw.location, policy) {
-            (Some(l), RoutingPolicy::Geolocation) => {
-                let s = l.get();
-                if !(s == "*" || (s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase()))) {
-                    self.error(
-                        "config::invalid_value",
-                        format!("invalid location `{s}`"),
-                        e.loc(l.span()),
-                        "expected a continent or country code like `EU`, `DE`, or `*`",
-                    );
-                }
-                Some(s.clone())
-            }
+            // Checked by `geo_location`, which knows the zone's cloud.
+            (Some(l), RoutingPolicy::Geolocation) => Some(l.get().clone()),
             (None, RoutingPolicy::Geolocation) => {
                 self.error(
                     "config::missing_value",
@@ -994,6 +1020,31 @@ impl Compiler {
             weight,
             location,
         })
+    }
+
+    /// A geolocation member's `location`: a Google Cloud region in a zone on gcp (`regions`),
+    /// a continent or country code elsewhere.
+    fn geo_location(&mut self, e: &Entry<RawRecord>, l: &Sp<String>, regions: bool) {
+        let s = l.get();
+        let (ok, expected) = if regions {
+            (
+                is_gcp_region(s),
+                "in a zone on gcp, expected a Google Cloud region like `europe-west1`",
+            )
+        } else {
+            (
+                s == "*" || (s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase())),
+                "expected a continent or country code like `EU`, `DE`, or `*`",
+            )
+        };
+        if !ok {
+            self.error(
+                "config::invalid_value",
+                format!("invalid location `{s}`"),
+                e.loc(l.span()),
+                expected,
+            );
+        }
     }
 
     /// Resolves `service@cloud/region` to the deployment's endpoint; adds the dependency.
@@ -2000,6 +2051,30 @@ fn is_region(s: &str) -> bool {
         && s.len() <= 40
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A Google Cloud project ID: 6 to 30 characters, lower-case letters, digits and dashes,
+/// starting with a letter and not ending with a dash.
+fn is_gcp_project(s: &str) -> bool {
+    (6..=30).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A Google Cloud region, e.g. `europe-west1`, `northamerica-northeast2`.
+pub(crate) fn is_gcp_region(s: &str) -> bool {
+    let Some((head, tail)) = s.rsplit_once('-') else {
+        return false;
+    };
+    let digits = tail.trim_start_matches(|c: char| c.is_ascii_lowercase());
+    !head.is_empty()
+        && head.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        && !head.starts_with('-')
+        && digits.len() < tail.len()
+        && !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
 }
 
 fn is_uuid(s: &str) -> bool {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use compile::compile;
+pub(crate) use compile::is_gcp_region;
 pub use load::{Entry, FileReader, RawConfig, load, read_dir, suggest};
 
 use crate::diag::{Diag, Location, SourceFile};
@@ -135,10 +136,13 @@ fn default_azure_operation_timeout() -> Duration {
     DEFAULT_AZURE_OPERATION_TIMEOUT
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GcpSettings {
     pub project: String,
     pub endpoint: Option<String>,
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub change_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

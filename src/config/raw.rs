@@ -202,8 +202,18 @@ pub struct RawAzureProvider {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields, rename = "GcpProvider")]
 pub struct RawGcpProvider {
+    /// The Google Cloud project ID that holds the managed zones and instance groups.
     pub project: Sp<String>,
+    /// Another base URL for Cloud DNS and Compute Engine (default `https://dns.googleapis.com`
+    /// and `https://compute.googleapis.com`), e.g. a private endpoint or a local fake.
     pub endpoint: Option<Sp<String>>,
+    /// Client-side rate limit on API requests (default 20 per second).
+    pub requests_per_second: Option<Sp<i64>>,
+    /// Requests allowed in a burst before the rate limit applies (default 100).
+    pub burst: Option<Sp<i64>>,
+    /// How long to wait for a Cloud DNS change to be `done` or a Compute Engine operation to
+    /// be `DONE` (default `60s`).
+    pub change_timeout: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -4,13 +4,16 @@
 
 pub mod aws;
 pub mod azure;
+pub mod gcp;
 pub mod sandbox;
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Address, Attrs, Cloud, GroupAttrs, ProviderRef, RecordAttrs, ZoneAttrs};
+use crate::model::{
+    Address, Attrs, Cloud, GroupAttrs, ProviderKind, ProviderRef, RecordAttrs, ZoneAttrs,
+};
 
 /// An error and its sources, as one line.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -22,6 +25,22 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+/// A short stable hash of `parts` (48 hex digits): idempotency tokens and names derived from
+/// what they stand for.
+pub(crate) fn digest(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()
+        .iter()
+        .take(24)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A resource as it exists in a cloud.
@@ -43,6 +62,17 @@ pub struct LiveResource {
 impl LiveResource {
     pub fn address(&self) -> Address {
         address_of(&self.attrs)
+    }
+
+    /// The attributes to compare with `declared`: those this cloud cannot keep taken from
+    /// `declared`, so that they never show as differences. Google Cloud keeps no routing
+    /// member IDs (Cloud DNS policy items have no set identifier) and no bounds, instance type
+    /// or endpoint on a managed instance group (only its target size).
+    pub fn attrs_against(&self, declared: &Attrs) -> Attrs {
+        match self.provider.kind {
+            ProviderKind::Gcp => gcp::with_declared(&self.attrs, declared),
+            ProviderKind::Sandbox | ProviderKind::Aws | ProviderKind::Azure => self.attrs.clone(),
+        }
     }
 }
 

@@ -35,11 +35,11 @@ pub struct State {
 }
 
 impl State {
-    /// Whether `live` is this state's: recorded with that ID, or equal to what an
-    /// interrupted apply intended.
-    pub fn owns(&self, address: &Address, id: &str, attrs: &Attrs) -> bool {
+    /// Whether `live` is this state's: recorded with that ID, or what an interrupted apply
+    /// intended (`is_intended` compares the intent with what the cloud shows).
+    pub fn owns(&self, address: &Address, id: &str, is_intended: impl Fn(&Attrs) -> bool) -> bool {
         self.resources.get(address).is_some_and(|r| r.id == id)
-            || self.pending.get(address) == Some(attrs)
+            || self.pending.get(address).is_some_and(is_intended)
     }
 }
 

@@ -20,14 +20,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response};
 use serde_json::{Value, json};
 
 use super::azure_compute::{self, Compute};
 use super::contract::{self, Contract};
+pub(super) use super::fake_http::Outcome;
+use super::fake_http::{self, Received};
 
 /// Fault rates, each 0 to 1 of the requests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -142,7 +143,6 @@ impl AzureDnsFake {
     pub fn start(contract: Contract, options: Options) -> AzureDnsFake {
         let tls = TestCa::new();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake");
-        listener.set_nonblocking(true).expect("nonblocking");
         let url = format!(
             "https://127.0.0.1:{}",
             listener.local_addr().unwrap().port()
@@ -158,36 +158,9 @@ impl AzureDnsFake {
             counts: Counts::default(),
             etags: AtomicU64::new(1),
         });
-        let acceptor = tls.acceptor();
         let served = inner.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a runtime for the fake");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (acceptor, inner) = (acceptor.clone(), served.clone());
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let service = hyper::service::service_fn(move |req| {
-                            let inner = inner.clone();
-                            async move { inner.handle(req).await }
-                        });
-                        // An error from the service drops the connection: that is the "reset".
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
-                    });
-                }
-            });
+        fake_http::serve(listener, Some(tls.acceptor()), move |req| {
+            served.clone().handle(req)
         });
         AzureDnsFake {
             url,
@@ -266,12 +239,6 @@ impl AzureDnsFake {
     }
 }
 
-/// What a handler decided: an answer, or a dropped connection.
-pub(super) enum Outcome {
-    Answer(u16, Option<Value>, Vec<(&'static str, String)>),
-    Reset,
-}
-
 pub(super) fn error(status: u16, code: &str, message: impl Into<String>) -> Outcome {
     Outcome::Answer(
         status,
@@ -310,37 +277,13 @@ impl Inner {
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
         self.counts.requests.fetch_add(1, Ordering::Relaxed);
-        let method = req.method().as_str().to_string();
-        let path = percent_decode(req.uri().path());
-        let query: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .map(|q| {
-                q.split('&')
-                    .filter(|kv| !kv.is_empty())
-                    .map(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        (percent_decode(k), percent_decode(v))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let headers: Vec<(String, String)> = req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_lowercase(),
-                    v.to_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
-        let bytes = req
-            .into_body()
-            .collect()
-            .await
-            .map_err(std::io::Error::other)?
-            .to_bytes();
+        let Received {
+            method,
+            path,
+            query,
+            headers,
+            body: bytes,
+        } = Received::read(req).await?;
         // Entra ID's token endpoint (client credentials), which azure_identity's
         // ClientSecretCredential calls when AZURE_AUTHORITY_HOST points here. It is not part
         // of the DNS contract.
@@ -416,18 +359,17 @@ impl Inner {
     }
 
     fn token(&self, form: &[u8]) -> Response<Full<Bytes>> {
-        let form = String::from_utf8_lossy(form);
         let field = |k: &str| {
-            form.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| percent_decode(&v.replace('+', " ")))
+            url::form_urlencoded::parse(form)
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.into_owned())
         };
         let ok = field("grant_type").as_deref() == Some("client_credentials")
             && field("client_id").is_some()
             && field("client_secret").as_deref() == Some(self.options.token.as_str())
             && field("scope").is_some_and(|s| s.contains("https://management.azure.com/.default"));
         if !ok {
+            let form = String::from_utf8_lossy(form);
             self.violation(format!("token request not understood: {form}"));
             let body = json!({ "error": "invalid_client", "error_description": "wrong secret" });
             return respond(401, Some(&body), &[]);
@@ -727,44 +669,13 @@ fn apex_records() -> [(&'static str, Value); 2] {
     ]
 }
 
+/// An ARM answer: a request ID, and the body's ETag as a header too, as ARM sends them.
 fn respond(status: u16, body: Option<&Value>, extra: &[(&str, String)]) -> Response<Full<Bytes>> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(status).expect("a status"))
-        .header("x-ms-request-id", uuid::Uuid::new_v4().to_string());
-    if let Some(etag) = body.and_then(|b| b.get("etag")).and_then(Value::as_str) {
-        b = b.header("etag", etag);
-    }
-    for (k, v) in extra {
-        b = b.header(*k, v);
-    }
-    let bytes = match body {
-        Some(v) => {
-            b = b.header("content-type", "application/json; charset=utf-8");
-            Bytes::from(serde_json::to_vec(v).expect("JSON"))
-        }
-        None => Bytes::new(),
-    };
-    b.body(Full::new(bytes)).expect("a response")
-}
-
-/// `%xx` decoding of a path or query component (`+` is left as is: ARM paths keep it).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let etag = body.and_then(|b| b.get("etag")).and_then(Value::as_str);
+    let mut headers = vec![("x-ms-request-id", uuid::Uuid::new_v4().to_string())];
+    headers.extend(etag.map(|e| ("etag", e.to_string())));
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+    fake_http::respond(status, body, &headers)
 }
 
 /// A throwaway CA and a certificate it signed for 127.0.0.1 and localhost.

@@ -125,6 +125,8 @@ const AZURE_COMPUTE: [(&str, &str); 4] = [
         ),
     ),
 ];
+const GOOGLE_COMPUTE: &str =
+    include_str!("../../tests/fixtures/contracts/gcp-compute-v1-subset.json");
 
 impl Contract {
     /// Azure DNS, api-version 2018-05-01 (OpenAPI 2.0, from Azure/azure-rest-api-specs).
@@ -152,6 +154,13 @@ impl Contract {
     pub fn google_dns() -> Contract {
         let doc = serde_json::from_str(GOOGLE_DNS).expect("the Cloud DNS contract is JSON");
         Contract::discovery(&doc).expect("the Cloud DNS contract reads")
+    }
+
+    /// The Compute Engine v1 methods cairn calls (regional instance groups, health checks,
+    /// operations), cut unchanged from the discovery document by `extract-compute.py`.
+    pub fn google_compute() -> Contract {
+        let doc = serde_json::from_str(GOOGLE_COMPUTE).expect("the Compute contract is JSON");
+        Contract::discovery(&doc).expect("the Compute contract reads")
     }
 
     /// Reads an OpenAPI 2.0 document (Azure REST API specs).

@@ -461,21 +461,23 @@ fn provider_blocks_are_checked_against_what_uses_them() {
     );
     let r = w.ok(&["plan", "s"], 0);
     assert!(r.stdout.contains("Plan: 1 to add"), "{}", r.stdout);
-    // A GCP provider block while a zone is on GCP: refused before anything is locked or written.
+    // A GCP provider block while a record on GCP needs routing Cloud DNS lacks: refused before
+    // anything is locked or written (or any request is made).
     std::fs::remove_dir_all(w.path("s/.cairn")).unwrap();
+    let record = "[[record]]\nzone = \"example.com\"\nname = \"many\"\ntype = \"A\"\nrouting = { policy = \"multivalue\", members = [{ id = \"a\", values = [\"192.0.2.1\"] }] }\n";
     w.write(
         "s/stack.toml",
-        &format!("[stack]\nname = \"p\"\n\n[provider.gcp]\nproject = \"demo\"\n\n{body}"),
+        &format!("[stack]\nname = \"p\"\n\n[provider.gcp]\nproject = \"demo-project\"\nendpoint = \"http://127.0.0.1:9\"\n\n{body}\n{record}"),
     );
     let r = w.ok(&["plan", "s"], 1);
     assert!(
         r.stderr
-            .contains("the gcp provider is not available in this version of cairn"),
+            .contains("Cloud DNS has no latency or multivalue routing"),
         "{}",
         r.stderr
     );
     assert!(
-        r.stderr.contains("zone.example.com needs it"),
+        r.stderr.contains("record.example.com/many/A needs it"),
         "{}",
         r.stderr
     );

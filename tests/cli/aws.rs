@@ -143,7 +143,7 @@ fn upsert(endpoint: &str, zone: &str, name: &str, ttl: i64, value: &str) {
 }
 
 /// Creates an Auto Scaling group in moto, as an operator would before handing it to cairn.
-fn create_group(endpoint: &str, region: &str, name: &str) {
+pub fn create_group(endpoint: &str, region: &str, name: &str) {
     rt().block_on(async {
         let conf = aws_sdk_autoscaling::config::Builder::from(&sdk(endpoint).await)
             .region(aws_config::Region::new(region.to_string()))
@@ -169,7 +169,7 @@ fn create_group(endpoint: &str, region: &str, name: &str) {
     });
 }
 
-fn group_capacity(endpoint: &str, region: &str, name: &str) -> (i32, i32, i32) {
+pub fn group_capacity(endpoint: &str, region: &str, name: &str) -> (i32, i32, i32) {
     rt().block_on(async {
         let conf = aws_sdk_autoscaling::config::Builder::from(&sdk(endpoint).await)
             .region(aws_config::Region::new(region.to_string()))

@@ -606,6 +606,55 @@ fn azure_dns_fails_over_between_aws_and_gcp_deployments() {
 }
 
 #[test]
+fn cloud_dns_fails_over_from_an_aws_group_to_a_gcp_group() {
+    let Some((moto, _guard)) = crate::moto::moto() else {
+        return;
+    };
+    let fake = crate::gcp::fake(cairn::testing::google::Faults::default());
+    let w = Work::new();
+    let (port, primary, _secondary) = healthy_backends();
+    // The zone on Cloud DNS (the fake); the primary's group an Auto Scaling group (moto), the
+    // secondary's a managed instance group (the fake).
+    crate::aws::create_group(&moto.url, "eu-west-1", "api");
+    fake.add_group("europe-west1", "api", 0);
+    let body = failover_records(port).replacen("cloud = \"aws\"", "cloud = \"gcp\"", 1);
+    let stack = crate::gcp::stack_with(&fake, &body).replace(
+        "[provider.gcp]",
+        &format!(
+            "[provider.aws]\nregion = \"eu-west-1\"\nendpoint = \"{}\"\n\n[provider.gcp]",
+            moto.url
+        ),
+    );
+    w.write("s/stack.toml", &stack);
+    let d = Daemon::start_with_env(&w, &[], &crate::gcp::env(&w, &fake));
+    assert_eq!(
+        crate::aws::group_capacity(&moto.url, "eu-west-1", "api"),
+        (1, 2, 1)
+    );
+    assert_eq!(fake.group_size("europe-west1", "api"), Some(1));
+    let primary_targets = || {
+        fake.rrsets("t.example.com.")
+            .into_iter()
+            .find(|s| s["name"] == "api.t.example.com.")
+            .map(|s| {
+                s["routingPolicy"]["primaryBackup"]["primaryTargets"]["externalEndpoints"]
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(primary_targets(), r#"["127.0.0.1"]"#);
+    primary.kill();
+    d.wait_for("Cloud DNS to fail over", Duration::from_secs(15), || {
+        primary_targets() == r#"["127.0.0.2"]"#
+    });
+    let _primary = Backend::start("127.0.0.1", port, 0.0, 3);
+    d.wait_for("Cloud DNS to fail back", Duration::from_secs(15), || {
+        primary_targets() == r#"["127.0.0.1"]"#
+    });
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[test]
 fn report_only_reports_drift_and_changes_nothing() {
     let w = Work::new();
     let (port, _primary, _secondary) = healthy_backends();

@@ -3,10 +3,11 @@
 
 mod apply;
 mod audit;
-mod aws;
+pub mod aws;
 pub mod azure;
 mod crash;
 mod enforce;
+pub mod gcp;
 mod ha;
 mod lock;
 mod moto;
@@ -83,7 +84,9 @@ impl Work {
             .env_remove("CAIRN_AUDIT_KEY")
             .env_remove("CAIRN_AUDIT_KEY_FILE")
             .env_remove("CAIRN_AUDIT_CHECKPOINT")
-            .env_remove("AWS_ENDPOINT_URL");
+            .env_remove("AWS_ENDPOINT_URL")
+            // Google Cloud tests log in as the fake's service account, never as the developer.
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
         for k in [
             "CAIRN_SANDBOX_LATENCY_MS",
             "CAIRN_SANDBOX_FAIL",

@@ -274,3 +274,33 @@ on_anomaly = \"route_away\"
 "
     )));
 }
+
+#[test]
+fn geolocation_in_a_gcp_zone_is_by_region_and_the_gcp_project_id_is_checked() {
+    let stderr = invalid(
+        r#"[provider.gcp]
+project = "My_Project"
+
+[[zone]]
+name = "g.example.com"
+cloud = "gcp"
+
+[[zone]]
+name = "a.example.com"
+cloud = "aws"
+
+[[record]]
+zone = "g.example.com"
+name = "near"
+type = "A"
+routing = { policy = "geolocation", members = [{ id = "eu", values = ["192.0.2.1"], location = "EU" }, { id = "us", values = ["192.0.2.2"], location = "us-east1" }] }
+
+[[record]]
+zone = "a.example.com"
+name = "near"
+type = "A"
+routing = { policy = "geolocation", members = [{ id = "eu", values = ["192.0.2.1"], location = "europe-west1" }] }
+"#,
+    );
+    insta::assert_snapshot!(stderr);
+}

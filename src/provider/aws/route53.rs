@@ -13,14 +13,13 @@ use aws_sdk_route53::types::{
     HealthCheckType, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover,
     ResourceRecordSetRegion, RrType, Tag, TagResourceType,
 };
-use sha2::{Digest, Sha256};
 
 use super::{ADDRESS_TAG, Aws, AwsError, Failure, OWNER_TAG};
 use crate::model::{
     Address, Attrs, Cloud, HealthCheck, Member, ProviderKind, ProviderRef, RecordAttrs, RecordType,
     Routing, ZoneAttrs,
 };
-use crate::provider::{Change, ChangeOp, ChangeResult, LiveResource, Scope};
+use crate::provider::{Change, ChangeOp, ChangeResult, LiveResource, Scope, digest};
 
 const MEMBER_TAG: &str = "cairn:member";
 const SPEC_TAG: &str = "cairn:spec";
@@ -961,19 +960,6 @@ fn zone_id(id: &str) -> String {
 
 fn record_id(zone_id: &str, name: &str, rtype: RecordType) -> String {
     format!("{zone_id}/{name}/{rtype}")
-}
-
-fn digest(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    h.finalize()
-        .iter()
-        .take(24)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn rr_type(t: RecordType) -> RrType {
