@@ -209,7 +209,7 @@ pub async fn refresh(providers: &ProviderSet, scope: &Scope) -> Result<Vec<LiveR
         let mut part = p.refresh(scope).await.map_err(|e| {
             Diag::error(
                 "provider::refresh",
-                format!("refreshing {kind:?} failed: {e}"),
+                format!("refreshing {kind} failed: {e}"),
             )
         })?;
         live.append(&mut part);

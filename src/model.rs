@@ -59,6 +59,18 @@ pub enum ProviderKind {
     Gcp,
 }
 
+/// The provider as users know it: its `[provider.*]` block's name.
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProviderKind::Sandbox => "the sandbox",
+            ProviderKind::Aws => "aws",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Gcp => "gcp",
+        })
+    }
+}
+
 /// Provider plus cloud, e.g. `sandbox.aws` (simulated AWS) or `aws.aws` shown as `aws`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProviderRef {

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::azure_compute::{self, Compute};
 use super::contract::{self, Contract};
 pub(super) use super::fake_http::Outcome;
-use super::fake_http::{self, Received};
+use super::fake_http::{self, FaultCounters, FaultRates, Received};
 
 /// Fault rates, each 0 to 1 of the requests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -397,34 +397,25 @@ impl Inner {
             return error(404, "ResourceGroupNotFound", "no such resource group");
         }
         let f = self.options.faults;
-        if self.draw(f.throttle) {
-            self.counts.throttled.fetch_add(1, Ordering::Relaxed);
-            let Outcome::Answer(s, b, _) = error(429, "TooManyRequests", "throttled") else {
-                unreachable!()
-            };
-            return Outcome::Answer(s, b, vec![("retry-after", f.retry_after_secs.to_string())]);
-        }
-        let reset = self.draw(f.reset);
-        let failed = self.draw(f.server_error);
-        let after = self.draw(0.5);
-        if (reset || failed) && !after {
-            return self.fault(reset);
-        }
-        let outcome = operation();
-        if reset || failed {
-            return self.fault(reset);
-        }
-        outcome
-    }
-
-    fn fault(&self, reset: bool) -> Outcome {
-        if reset {
-            self.counts.resets.fetch_add(1, Ordering::Relaxed);
-            Outcome::Reset
-        } else {
-            self.counts.server_errors.fetch_add(1, Ordering::Relaxed);
-            error(500, "InternalServerError", "injected server error")
-        }
+        let rates = FaultRates {
+            throttle: f.throttle,
+            retry_after_secs: f.retry_after_secs,
+            server_error: f.server_error,
+            reset: f.reset,
+        };
+        let counters = FaultCounters {
+            throttled: &self.counts.throttled,
+            server_errors: &self.counts.server_errors,
+            resets: &self.counts.resets,
+        };
+        fake_http::with_faults(
+            rates,
+            |rate| self.draw(rate),
+            counters,
+            || error(429, "TooManyRequests", "throttled"),
+            || error(500, "InternalServerError", "injected server error"),
+            operation,
+        )
     }
 
     fn operation(&self, m: &contract::Matched<'_>, req: &contract::Request<'_>) -> Outcome {
@@ -854,28 +845,17 @@ mod tests {
             ..Faults::default()
         });
         let http = client(&fake);
-        let (mut throttled, mut errors, mut resets, mut ok) = (0, 0, 0, 0);
-        for _ in 0..60 {
-            match http
-                .get(url(&fake, "/all"))
-                .bearer_auth("test-token")
-                .send()
-                .await
-            {
-                Ok(r) if r.status() == 429 => {
-                    assert_eq!(r.headers()["retry-after"], "7");
-                    throttled += 1;
-                }
-                Ok(r) if r.status() == 500 => errors += 1,
-                Ok(r) if r.status() == 200 => ok += 1,
-                Ok(r) => panic!("unexpected {}", r.status()),
-                Err(_) => resets += 1,
-            }
-        }
-        assert!(throttled > 0 && errors > 0 && resets > 0 && ok > 0);
         let c = fake.counts();
-        assert_eq!(c.throttled.load(Ordering::Relaxed), throttled);
-        assert_eq!(c.server_errors.load(Ordering::Relaxed), errors);
-        assert_eq!(c.resets.load(Ordering::Relaxed), resets);
+        let counted = fake_http::FaultCounters {
+            throttled: &c.throttled,
+            server_errors: &c.server_errors,
+            resets: &c.resets,
+        };
+        fake_http::check_injected_faults(
+            || http.get(url(&fake, "/all")).bearer_auth("test-token"),
+            "7",
+            counted,
+        )
+        .await;
     }
 }

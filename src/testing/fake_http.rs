@@ -137,3 +137,94 @@ pub fn respond(
     };
     b.body(Full::new(bytes)).expect("a response")
 }
+
+/// The transport faults a fake injects, each a share (0 to 1) of the requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaultRates {
+    pub throttle: f64,
+    /// Seconds in the `Retry-After` of a 429.
+    pub retry_after_secs: u64,
+    pub server_error: f64,
+    pub reset: f64,
+}
+
+/// Where a fake counts the faults it injected.
+pub struct FaultCounters<'a> {
+    pub throttled: &'a std::sync::atomic::AtomicU64,
+    pub server_errors: &'a std::sync::atomic::AtomicU64,
+    pub resets: &'a std::sync::atomic::AtomicU64,
+}
+
+/// Runs `operation` under injected faults: a 429 with `Retry-After` (`throttled`, nothing
+/// done), or a 500 (`server_error`) or dropped connection before the operation or, half the
+/// time, after it, when it took effect but the client never hears so: the case that tests
+/// that retries do not apply a change twice.
+pub fn with_faults(
+    rates: FaultRates,
+    mut draw: impl FnMut(f64) -> bool,
+    counters: FaultCounters<'_>,
+    throttled: impl FnOnce() -> Outcome,
+    server_error: impl Fn() -> Outcome,
+    operation: impl FnOnce() -> Outcome,
+) -> Outcome {
+    use std::sync::atomic::Ordering;
+    if draw(rates.throttle) {
+        counters.throttled.fetch_add(1, Ordering::Relaxed);
+        return match throttled() {
+            Outcome::Answer(status, body, mut headers) => {
+                headers.push(("retry-after", rates.retry_after_secs.to_string()));
+                Outcome::Answer(status, body, headers)
+            }
+            Outcome::Reset => Outcome::Reset,
+        };
+    }
+    let reset = draw(rates.reset);
+    let failed = draw(rates.server_error);
+    let after = draw(0.5);
+    let fault = || {
+        if reset {
+            counters.resets.fetch_add(1, Ordering::Relaxed);
+            Outcome::Reset
+        } else {
+            counters.server_errors.fetch_add(1, Ordering::Relaxed);
+            server_error()
+        }
+    };
+    if (reset || failed) && !after {
+        return fault();
+    }
+    let outcome = operation();
+    if reset || failed {
+        return fault();
+    }
+    outcome
+}
+
+/// For the fakes' own tests: sends 60 requests under injected faults and checks that each
+/// fault happened, that throttling says `Retry-After: retry_after`, and that the fake counted
+/// exactly what the client saw.
+#[cfg(test)]
+pub async fn check_injected_faults(
+    send: impl Fn() -> reqwest::RequestBuilder,
+    retry_after: &str,
+    counted: FaultCounters<'_>,
+) {
+    use std::sync::atomic::Ordering;
+    let (mut throttled, mut errors, mut resets, mut ok) = (0, 0, 0, 0);
+    for _ in 0..60 {
+        match send().send().await {
+            Ok(r) if r.status() == 429 => {
+                assert_eq!(r.headers()["retry-after"], retry_after);
+                throttled += 1;
+            }
+            Ok(r) if r.status() == 500 => errors += 1,
+            Ok(r) if r.status() == 200 => ok += 1,
+            Ok(r) => panic!("unexpected {}", r.status()),
+            Err(_) => resets += 1,
+        }
+    }
+    assert!(throttled > 0 && errors > 0 && resets > 0 && ok > 0);
+    assert_eq!(counted.throttled.load(Ordering::Relaxed), throttled);
+    assert_eq!(counted.server_errors.load(Ordering::Relaxed), errors);
+    assert_eq!(counted.resets.load(Ordering::Relaxed), resets);
+}

@@ -30,17 +30,10 @@ use hyper::{Request, Response};
 use serde_json::{Value, json};
 
 use super::contract::{self, Contract};
-use super::fake_http::{self, Outcome, Received, respond};
+use super::fake_http::{self, FaultCounters, Outcome, Received, respond};
 
 /// Fault rates, each 0 to 1 of the API requests (the token endpoint is left alone).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Faults {
-    pub throttle: f64,
-    /// Seconds in the `Retry-After` of a 429.
-    pub retry_after_secs: u64,
-    pub server_error: f64,
-    pub reset: f64,
-}
+pub use super::fake_http::FaultRates as Faults;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -396,44 +389,27 @@ impl Inner {
 
     /// Faults, then the operation.
     fn serve(&self, call: &Call<'_>) -> Outcome {
-        let f = self.options.faults;
-        if self.draw(f.throttle) {
-            self.counts.throttled.fetch_add(1, Ordering::Relaxed);
-            let Outcome::Answer(s, b, _) = error(429, "rateLimitExceeded", "Rate Limit Exceeded")
-            else {
-                unreachable!()
-            };
-            return Outcome::Answer(s, b, vec![("retry-after", f.retry_after_secs.to_string())]);
-        }
-        let reset = self.draw(f.reset);
-        let failed = self.draw(f.server_error);
-        let after = self.draw(0.5);
-        if (reset || failed) && !after {
-            return self.fault(reset);
-        }
-        let outcome = {
-            let mut state = self.state.lock().expect("state");
-            let State { dns, compute } = &mut *state;
-            if call.op.starts_with("compute.") {
-                compute.serve(call, &self.counts, &|check| dns.uses_check(check))
-            } else {
-                dns.serve(call, compute, &self.counts)
-            }
+        let counters = FaultCounters {
+            throttled: &self.counts.throttled,
+            server_errors: &self.counts.server_errors,
+            resets: &self.counts.resets,
         };
-        if reset || failed {
-            return self.fault(reset);
-        }
-        outcome
-    }
-
-    fn fault(&self, reset: bool) -> Outcome {
-        if reset {
-            self.counts.resets.fetch_add(1, Ordering::Relaxed);
-            Outcome::Reset
-        } else {
-            self.counts.server_errors.fetch_add(1, Ordering::Relaxed);
-            error(500, "backendError", "Internal error. Please try again.")
-        }
+        fake_http::with_faults(
+            self.options.faults,
+            |rate| self.draw(rate),
+            counters,
+            || error(429, "rateLimitExceeded", "Rate Limit Exceeded"),
+            || error(500, "backendError", "Internal error. Please try again."),
+            || {
+                let mut state = self.state.lock().expect("state");
+                let State { dns, compute } = &mut *state;
+                if call.op.starts_with("compute.") {
+                    compute.serve(call, &self.counts, &|check| dns.uses_check(check))
+                } else {
+                    dns.serve(call, compute, &self.counts)
+                }
+            },
+        )
     }
 
     /// The OAuth 2.0 JWT bearer grant: a token for an assertion signed by the known account.
@@ -651,28 +627,20 @@ mod tests {
             reset: 0.2,
         });
         let http = reqwest::Client::new();
-        let (mut throttled, mut errors, mut resets, mut ok) = (0, 0, 0, 0);
-        for _ in 0..60 {
-            match http
-                .get(url(&fake, "/rrsets"))
-                .bearer_auth("ya29.test-token")
-                .send()
-                .await
-            {
-                Ok(r) if r.status() == 429 => {
-                    assert_eq!(r.headers()["retry-after"], "7");
-                    throttled += 1;
-                }
-                Ok(r) if r.status() == 500 => errors += 1,
-                Ok(r) if r.status() == 200 => ok += 1,
-                Ok(r) => panic!("unexpected {}", r.status()),
-                Err(_) => resets += 1,
-            }
-        }
-        assert!(throttled > 0 && errors > 0 && resets > 0 && ok > 0);
         let c = fake.counts();
-        assert_eq!(c.throttled.load(Ordering::Relaxed), throttled);
-        assert_eq!(c.server_errors.load(Ordering::Relaxed), errors);
-        assert_eq!(c.resets.load(Ordering::Relaxed), resets);
+        let counted = fake_http::FaultCounters {
+            throttled: &c.throttled,
+            server_errors: &c.server_errors,
+            resets: &c.resets,
+        };
+        fake_http::check_injected_faults(
+            || {
+                http.get(url(&fake, "/rrsets"))
+                    .bearer_auth("ya29.test-token")
+            },
+            "7",
+            counted,
+        )
+        .await;
     }
 }
