@@ -160,9 +160,9 @@ pub fn check_providers(stack: &Stack) -> Result<(), Diag> {
         }
     }
     for r in &stack.resources {
-        let refusal = match (r.provider.kind, r.address.kind) {
-            (ProviderKind::Sandbox | ProviderKind::Aws | ProviderKind::Azure, _) => None,
-            (ProviderKind::Gcp, _) => gcp_refusal(&r.attrs),
+        let refusal = match r.provider.kind {
+            ProviderKind::Sandbox | ProviderKind::Aws | ProviderKind::Azure => None,
+            ProviderKind::Gcp => gcp_refusal(&r.attrs),
         };
         if let Some((message, help)) = refusal {
             return Err(Diag::error("provider::unavailable", message)
