@@ -222,7 +222,7 @@ impl Problem {
 mod tests {
     use super::*;
     use crate::ml::scaler::Policy;
-    use crate::ml::series::{Point, Series};
+    use crate::ml::series::Series;
     use crate::ml::simulate::{self, Predictive, Reactive, SimConfig};
 
     const STEP: i64 = 300;
@@ -308,17 +308,7 @@ mod tests {
     }
 
     fn series(values: &[f64]) -> Series {
-        Series {
-            name: "t".into(),
-            points: values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| Point {
-                    ts: i as i64 * STEP,
-                    value: *v,
-                })
-                .collect(),
-        }
+        Series::from_values(values, STEP)
     }
 
     #[test]

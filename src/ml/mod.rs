@@ -8,6 +8,7 @@ pub mod chart;
 pub mod detector;
 pub mod forecast;
 pub mod iforest;
+pub mod level_oracle;
 pub mod nab;
 pub mod recommend;
 pub mod scaler;

@@ -35,6 +35,22 @@ pub enum SeriesError {
 }
 
 impl Series {
+    /// A series named "t" of `values` one `step` apart from time 0: traces for tests.
+    #[cfg(test)]
+    pub fn from_values(values: &[f64], step: i64) -> Series {
+        Series {
+            name: "t".into(),
+            points: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Point {
+                    ts: i as i64 * step,
+                    value: *v,
+                })
+                .collect(),
+        }
+    }
+
     pub fn values(&self) -> Vec<f64> {
         self.points.iter().map(|p| p.value).collect()
     }

@@ -326,17 +326,7 @@ mod tests {
     const STEP: i64 = 300;
 
     fn trace(values: &[f64]) -> Series {
-        Series {
-            name: "t".into(),
-            points: values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| Point {
-                    ts: i as i64 * STEP,
-                    value: *v,
-                })
-                .collect(),
-        }
+        Series::from_values(values, STEP)
     }
 
     fn config(startup_secs: i64) -> SimConfig {
