@@ -65,12 +65,18 @@ impl Drop for Backend {
     }
 }
 
-/// A port free on both 127.0.0.1 and 127.0.0.2, for a primary and a secondary backend.
+/// A port free on both 127.0.0.1 and 127.0.0.2, for a primary and a secondary backend. It
+/// is picked below Linux's ephemeral range (32768 and up): a port the kernel hands out for
+/// `bind(…:0)` could be taken by another test between this check and the backends' binds.
 pub fn shared_port() -> u16 {
+    let mut rng = fastrand::Rng::new();
     loop {
-        let a = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = a.local_addr().expect("a local address").port();
-        if TcpListener::bind(("127.0.0.2", port)).is_ok() {
+        let port = rng.u16(20_000..32_000);
+        let both = (
+            TcpListener::bind(("127.0.0.1", port)),
+            TcpListener::bind(("127.0.0.2", port)),
+        );
+        if let (Ok(_), Ok(_)) = both {
             return port;
         }
     }
