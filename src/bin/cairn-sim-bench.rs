@@ -23,7 +23,7 @@ use clap::Parser;
 
 use cairn::ml::bound::{BoundInput, replica_hours_bound};
 use cairn::ml::forecast::{ForecastConfig, Forecaster};
-use cairn::ml::level_oracle::{self, OracleInput};
+use cairn::ml::level_oracle;
 use cairn::ml::scaler::Policy;
 use cairn::ml::series::Series;
 use cairn::ml::simulate::{self, Predictive, Reactive, SimConfig, Summary};
@@ -113,33 +113,18 @@ fn scaling(paths: &[PathBuf]) {
         let fixed = simulate::static_peak(&trace, step, capacity, TARGET);
         let (h, p, s) = (&hpa.summary, &pred.summary, &fixed.summary);
         let goal = (OVERLOAD_RATIO * h.overload_intervals as f64).floor() as usize;
-        let bound = replica_hours_bound(
-            &trace.values(),
-            &BoundInput {
-                capacity_per_replica: capacity,
-                target_utilization: TARGET,
-                tolerance: policy_tolerance,
-                startup_steps: (STARTUP_SECS as f64 / step as f64).ceil() as usize,
-                initial_replicas: config.initial_replicas,
-                min_replicas: policy_min,
-                step_secs: step,
-            },
-            goal,
-        );
-        let oracle = level_oracle::best_within(
-            &trace,
-            step,
-            &config,
-            &OracleInput {
-                capacity_per_replica: capacity,
-                target_utilization: TARGET,
-                tolerance: policy_tolerance,
-                min_replicas: policy_min,
-                startup_steps: (STARTUP_SECS as f64 / step as f64).ceil() as usize,
-            },
-            h.replica_hours,
-        )
-        .map(|(_, run)| run.summary);
+        let service = BoundInput {
+            capacity_per_replica: capacity,
+            target_utilization: TARGET,
+            tolerance: policy_tolerance,
+            startup_steps: (STARTUP_SECS as f64 / step as f64).ceil() as usize,
+            initial_replicas: config.initial_replicas,
+            min_replicas: policy_min,
+            step_secs: step,
+        };
+        let bound = replica_hours_bound(&trace.values(), &service, goal);
+        let oracle = level_oracle::best_within(&trace, step, &config, &service, h.replica_hours)
+            .map(|(_, run)| run.summary);
         oracle_met += usize::from(oracle.is_some_and(|o| {
             o.overload_intervals <= goal
                 && o.waste_replica_hours <= WASTE_RATIO * s.waste_replica_hours

@@ -209,6 +209,12 @@ impl RollingMoments {
         self.sum / self.len().max(1) as f64
     }
 
+    fn clear(&mut self) {
+        self.values.items.clear();
+        self.sum = 0.0;
+        self.sum_sq = 0.0;
+    }
+
     fn std(&self) -> f64 {
         let n = self.len().max(1) as f64;
         (self.sum_sq / n - self.mean().powi(2)).max(0.0).sqrt()
@@ -291,7 +297,7 @@ pub struct AnomalyDetector {
 /// What the record checks remember: the largest averaged seasonal residual and step so far.
 #[derive(Debug, Clone)]
 struct Records {
-    residuals: Ring<f64>,
+    residuals: RollingMoments,
     /// When the first seasonal residual came.
     residual_since: Option<i64>,
     residual: f64,
@@ -301,15 +307,11 @@ struct Records {
 impl Records {
     fn new(window: usize) -> Records {
         Records {
-            residuals: Ring::new(window.max(1)),
+            residuals: RollingMoments::new(window.max(1)),
             residual_since: None,
             residual: 0.0,
             step: 0.0,
         }
-    }
-
-    fn restart_residual(&mut self) {
-        self.residuals.items.clear();
     }
 }
 
@@ -404,7 +406,7 @@ impl AnomalyDetector {
             + self.features.heap_bytes()
             + self.likelihood.heap_bytes()
             + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
-            + self.records.residuals.heap_bytes()
+            + self.records.residuals.values.heap_bytes()
     }
 
     /// The record checks: the seasonal residual averaged over `residual_window` points, or
@@ -421,15 +423,15 @@ impl AnomalyDetector {
         r.step = r.step.max(step);
 
         if !features[SEASONAL].is_finite() {
-            r.restart_residual();
+            r.residuals.clear();
             return step_record;
         }
         r.residuals.push(features[SEASONAL]);
         let since = *r.residual_since.get_or_insert(ts);
-        if r.residuals.items.len() < c.residual_window {
+        if r.residuals.len() < c.residual_window {
             return step_record;
         }
-        let mean = r.residuals.items.iter().sum::<f64>() / r.residuals.items.len() as f64;
+        let mean = r.residuals.mean();
         let learnt = ts - since >= c.season;
         let residual_record = learnt && beyond(mean.abs(), r.residual);
         r.residual = r.residual.max(mean.abs());

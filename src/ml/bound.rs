@@ -87,6 +87,24 @@ pub fn replica_hours_bound(demand: &[f64], input: &BoundInput, max_overloads: us
     }
 }
 
+/// The reactive floor under the decision before each step: the fewest replicas the HPA
+/// algorithm can keep for the demand of the step before, at the edge of its tolerance
+/// (step 0 is the initial count).
+pub fn reactive_floor(demand: &[f64], input: &BoundInput) -> Vec<u32> {
+    let per_replica =
+        input.capacity_per_replica * input.target_utilization * (1.0 + input.tolerance);
+    (0..demand.len())
+        .map(|t| {
+            let f = if t == 0 {
+                input.initial_replicas
+            } else {
+                (demand[t - 1] / per_replica - 1e-9).ceil().max(0.0) as u32
+            };
+            f.max(input.min_replicas)
+        })
+        .collect()
+}
+
 struct Problem {
     /// Replicas that serve each step's demand in full.
     need: Vec<u32>,
@@ -135,20 +153,9 @@ impl Problem {
                 }
             })
             .collect();
-        let per_replica = cap * input.target_utilization * (1.0 + input.tolerance);
-        let floor = (0..demand.len())
-            .map(|t| {
-                let f = if t == 0 {
-                    input.initial_replicas
-                } else {
-                    (demand[t - 1] / per_replica - 1e-9).ceil().max(0.0) as u32
-                };
-                f.max(input.min_replicas)
-            })
-            .collect();
         Problem {
             need,
-            floor,
+            floor: reactive_floor(demand, input),
             initial: input.initial_replicas,
             k: input.startup_steps.max(1),
         }

@@ -16,21 +16,10 @@
 //! replica-hour budget. The ratios are the whole trace's: the oracle knows their
 //! distribution too.
 
+use super::bound::{BoundInput, reactive_floor};
 use super::scaler::{Decision, Replicas};
 use super::series::Series;
 use super::simulate::{self, Observed, PolicyStep, Run, ScalingPolicy, SimConfig};
-
-/// What the oracle assumes of the service (the simulator's and the HPA's parameters).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OracleInput {
-    pub capacity_per_replica: f64,
-    pub target_utilization: f64,
-    /// The HPA's tolerance (0.1): the floor is the demand at `target × (1 + tolerance)`.
-    pub tolerance: f64,
-    pub min_replicas: u32,
-    /// Steps from asking for a replica to its serving (at least 1 here).
-    pub startup_steps: usize,
-}
 
 /// Steps either side of a step in its level.
 const HALF_WINDOW: usize = 2;
@@ -65,12 +54,13 @@ impl ScalingPolicy for LevelOracle {
 }
 
 /// The oracle's run with the fewest overloaded steps among those paying at most
-/// `budget_replica_hours`, and its price; `None` if every price pays more.
+/// `budget_replica_hours`, and its price; `None` if every price pays more. The service is
+/// the bound's (`input`).
 pub fn best_within(
     trace: &Series,
     step_secs: i64,
     config: &SimConfig,
-    input: &OracleInput,
+    input: &BoundInput,
     budget_replica_hours: f64,
 ) -> Option<(f64, Run)> {
     let model = Model::new(&trace.values(), input);
@@ -109,7 +99,7 @@ struct Model {
 }
 
 impl Model {
-    fn new(demand: &[f64], input: &OracleInput) -> Model {
+    fn new(demand: &[f64], input: &BoundInput) -> Model {
         let n = demand.len();
         let level: Vec<f64> = (0..n)
             .map(|u| {
@@ -128,20 +118,12 @@ impl Model {
             .collect();
         let level_edges = quantile_edges(&level, 10);
         let ratio_edges = quantile_edges(&ratio, 3);
-        let per_replica =
-            input.capacity_per_replica * input.target_utilization * (1.0 + input.tolerance);
-        let floor = (0..n)
-            .map(|t| {
-                let last = if t == 0 { 0.0 } else { demand[t - 1] };
-                replicas_for(last, per_replica).max(input.min_replicas)
-            })
-            .collect();
         Model {
             demand: demand.to_vec(),
             level_bucket: level.iter().map(|&l| bucket(&level_edges, l)).collect(),
             ratio_bucket: ratio.iter().map(|&r| bucket(&ratio_edges, r)).collect(),
             level,
-            floor,
+            floor: reactive_floor(demand, input),
             capacity: input.capacity_per_replica,
             k: input.startup_steps.max(1),
         }
@@ -243,13 +225,15 @@ mod tests {
         Series::from_values(values, STEP)
     }
 
-    fn input() -> OracleInput {
-        OracleInput {
+    fn input() -> BoundInput {
+        BoundInput {
             capacity_per_replica: 1.0,
             target_utilization: 0.6,
             tolerance: 0.1,
-            min_replicas: 1,
             startup_steps: 1,
+            initial_replicas: 1,
+            min_replicas: 1,
+            step_secs: STEP,
         }
     }
 
