@@ -13,14 +13,19 @@
 //! 3. **Score likelihood**: how unusual the (lightly averaged) forest score is compared with
 //!    this series' own recent scores, as a Gaussian tail probability `p`. This calibrates one
 //!    threshold across series whose forests score on different baselines.
-//! 4. **Spatial and record checks**: a value well outside the range seen so far is anomalous
+//! 4. **Prediction-error likelihood**, beside the forest: how unusual the recent error of a
+//!    one-step prediction (an exponentially weighted mean) is compared with the past week's,
+//!    the same way. It needs no training and is never reset by a level change, so it keeps
+//!    watching while the forest relearns, and it sees a burst of unpredictable values that
+//!    each look ordinary to the forest. The score is that of the smaller `p` of the two.
+//! 5. **Spatial and record checks**: a value well outside the range seen so far is anomalous
 //!    whatever the forest says (a forest trained on the past cannot rank values beyond it);
 //!    so is an hour's mean seasonal residual, or a step from the previous point, well beyond
 //!    the largest seen so far (a missing daily peak, a jump of a size never seen).
-//! 5. **Drift** ([`super::changepoint`]): a CUSUM on the residual; on a level change the
+//! 6. **Drift** ([`super::changepoint`]): a CUSUM on the residual; on a level change the
 //!    forest's training data and the seasonal baseline restart from the new level, so one
 //!    shift is one alert, not a day of them.
-//! 6. **One alert per incident**: after an alert the detector alerts again only once the
+//! 7. **One alert per incident**: after an alert the detector alerts again only once the
 //!    score has stayed under the threshold for `rearm_after` points: a sustained anomaly is
 //!    one alert, and the next incident after a quiet spell is another.
 //!
@@ -70,6 +75,19 @@ pub struct AnomalyConfig {
     /// The smallest standard deviation of averaged scores: a perfectly regular series gives
     /// the same forest score every time, and any wobble would otherwise be infinitely unusual.
     pub min_score_std: f64,
+    /// Weight of the newest value in the one-step prediction (an exponentially weighted
+    /// mean) whose error the prediction-error likelihood watches.
+    pub prediction_smoothing: f64,
+    /// Prediction errors (as fractions of the range seen so far) averaged before their
+    /// likelihood: a burst of unpredictable values, not one odd point.
+    pub error_averaging: usize,
+    /// Averaged errors the prediction-error likelihood learns their usual distribution from
+    /// (a week of 5-minute points).
+    pub error_window: usize,
+    /// Averaged errors needed before the prediction-error likelihood is trusted.
+    pub error_warmup: usize,
+    /// The smallest standard deviation of averaged errors (a flat series has none).
+    pub min_error_std: f64,
     /// A value beyond the range seen so far by more than this fraction of the range is a
     /// spatial anomaly.
     pub spatial_tolerance: f64,
@@ -110,6 +128,11 @@ impl Default for AnomalyConfig {
             likelihood_window: 1000,
             likelihood_warmup: 100,
             min_score_std: 0.01,
+            prediction_smoothing: 0.1,
+            error_averaging: 20,
+            error_window: 2016,
+            error_warmup: 300,
+            min_error_std: 1e-4,
             spatial_tolerance: 0.05,
             spatial_warmup: 100,
             residual_window: 12,
@@ -127,11 +150,13 @@ impl Default for AnomalyConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Assessment {
     pub ts: i64,
-    /// Anomaly score, 0 (normal) to 1: the tail probability `p` of the forest's score on a
-    /// log scale, `−log10(p) / 10` (so 0.5 is p = 10⁻⁵), or 1 for a spatial or record anomaly.
+    /// Anomaly score, 0 (normal) to 1: the smaller tail probability `p` of the forest's score
+    /// and of the prediction error on a log scale, `−log10(p) / 10` (so 0.5 is p = 10⁻⁵), or 1
+    /// for a spatial or record anomaly.
     pub score: f64,
-    /// How much to trust the score, 0 to 1: `1 − p`, scaled down while the forest has been
-    /// trained on less than a full training window (after a start or a level change).
+    /// How much to trust the score, 0 to 1: `1 − p`, scaled down while the channel that gave
+    /// `p` has learnt from less than a full window (the forest after a start or a level change,
+    /// the prediction error in its first week).
     pub confidence: f64,
     /// The Isolation Forest's own score, `2^(−E[h]/c(256))`; `None` before the first forest.
     pub forest_score: Option<f64>,
@@ -221,19 +246,24 @@ impl RollingMoments {
     }
 }
 
-/// How unusual forest scores are, averaged over a few points, compared with the same
-/// averages over a long history: the tail probability of the latest average.
+/// How unusual a stream of numbers (forest scores, prediction errors) is, averaged over a
+/// few points, compared with the same averages over a long history: the tail probability of
+/// the latest average.
 #[derive(Debug, Clone)]
 struct ScoreLikelihood {
     recent: RollingMoments,
     history: RollingMoments,
+    /// Whether `p` is at least the fraction of the history at or above the average (the
+    /// Gaussian tail alone would call the forest's skewed scores more unusual than they are).
+    empirical_floor: bool,
 }
 
 impl ScoreLikelihood {
-    fn new(averaging: usize, history: usize) -> ScoreLikelihood {
+    fn new(averaging: usize, history: usize, empirical_floor: bool) -> ScoreLikelihood {
         ScoreLikelihood {
             recent: RollingMoments::new(averaging.max(1)),
             history: RollingMoments::new(history),
+            empirical_floor,
         }
     }
 
@@ -246,6 +276,9 @@ impl ScoreLikelihood {
         let p = (history.len() >= warmup).then(|| {
             let std = history.std().max(min_std);
             let g = upper_tail((averaged - history.mean()) / std);
+            if !self.empirical_floor {
+                return g;
+            }
             let above = history
                 .values
                 .items
@@ -256,6 +289,11 @@ impl ScoreLikelihood {
         });
         self.history.push(averaged);
         p
+    }
+
+    /// How full the history is, 0 to 1.
+    fn maturity(&self) -> f64 {
+        self.history.len() as f64 / self.history.values.capacity.max(1) as f64
     }
 
     fn heap_bytes(&self) -> usize {
@@ -282,6 +320,9 @@ pub struct AnomalyDetector {
     since_fit: usize,
     fits: u64,
     likelihood: ScoreLikelihood,
+    /// The one-step prediction of the next value, and how unusual its recent errors are.
+    prediction: Option<f64>,
+    error_likelihood: ScoreLikelihood,
     /// Range of values seen, for the spatial check.
     range: Option<(f64, f64)>,
     records: Records,
@@ -327,7 +368,13 @@ impl AnomalyDetector {
             forest_dims: 0,
             since_fit: 0,
             fits: 0,
-            likelihood: ScoreLikelihood::new(config.averaging, config.likelihood_window),
+            likelihood: ScoreLikelihood::new(config.averaging, config.likelihood_window, true),
+            prediction: None,
+            error_likelihood: ScoreLikelihood::new(
+                config.error_averaging,
+                config.error_window,
+                false,
+            ),
             range: None,
             records: Records::new(config.residual_window),
             cusum: Cusum::new(config.cusum),
@@ -367,17 +414,27 @@ impl AnomalyDetector {
         self.since_fit += 1;
         self.refit_when_due();
 
-        let p = forest_score.and_then(|s| self.tail_probability(s));
-        let mut score = p.map_or(0.0, |p| (-p.max(1e-10).log10() / 10.0).clamp(0.0, 1.0));
+        let forest_maturity =
+            (self.features.items.len() as f64 / self.config.training_window as f64).min(1.0);
+        let forest_p = forest_score
+            .and_then(|s| self.tail_probability(s))
+            .map(|p| (p, forest_maturity));
+        let error_p = self
+            .prediction_error_probability(point.value)
+            .map(|p| (p, self.error_likelihood.maturity()));
+        // The channel with the smaller p speaks for the point.
+        let least = [forest_p, error_p]
+            .into_iter()
+            .flatten()
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let mut score = least.map_or(0.0, |(p, _)| (-p.max(1e-10).log10() / 10.0).clamp(0.0, 1.0));
         if spatial || record {
             score = 1.0;
         }
-        let maturity =
-            (self.features.items.len() as f64 / self.config.training_window as f64).min(1.0);
         let confidence = if spatial || record {
-            maturity
+            forest_maturity
         } else {
-            p.map_or(0.0, |p| (1.0 - p) * maturity)
+            least.map_or(0.0, |(p, maturity)| (1.0 - p) * maturity)
         };
 
         let suppressed = !self.armed;
@@ -405,6 +462,7 @@ impl AnomalyDetector {
         self.history.heap_bytes()
             + self.features.heap_bytes()
             + self.likelihood.heap_bytes()
+            + self.error_likelihood.heap_bytes()
             + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
             + self.records.residuals.values.heap_bytes()
     }
@@ -571,6 +629,19 @@ impl AnomalyDetector {
         self.forest_dims = dims;
         self.fits += 1;
         self.since_fit = 0;
+    }
+
+    /// The tail probability of the recent one-step prediction errors under the past week's,
+    /// then the prediction moves towards `value`. Errors are fractions of the range seen so
+    /// far (which includes `value`), so that one scale fits every series.
+    fn prediction_error_probability(&mut self, value: f64) -> Option<f64> {
+        let c = &self.config;
+        let predicted = *self.prediction.get_or_insert(value);
+        self.prediction = Some(predicted + c.prediction_smoothing * (value - predicted));
+        let (lo, hi) = self.range.unwrap_or((value, value));
+        let error = (value - predicted).abs() / (hi - lo).max(f64::MIN_POSITIVE);
+        let (warmup, min_std) = (c.error_warmup, c.min_error_std);
+        self.error_likelihood.update(error, warmup, min_std)
     }
 
     /// The tail probability of the forest's (averaged) score under its recent history.
@@ -888,6 +959,54 @@ mod tests {
         // The forest was rebuilt from the new level only.
         assert!(assessed[2510].forest_score.is_none());
         assert!(assessed[2600].forest_score.is_some());
+    }
+
+    #[test]
+    fn an_erratic_burst_alerts_while_the_forest_relearns_after_a_level_change() {
+        // Two early spikes set the range (and the largest step) the series keeps to. The level
+        // then moves from 20 to 26; 30 points later, while the forest is still being rebuilt
+        // from the new level, the series turns erratic for two hours: jumps of about three
+        // standard deviations each way, inside the range and no larger than steps seen before.
+        let mut rng = fastrand::Rng::with_seed(12);
+        let mut points: Vec<Point> = (0..2700)
+            .map(|i| Point {
+                ts: i as i64 * STEP,
+                value: if i < 2500 { 20.0 } else { 26.0 } + noise(&mut rng),
+            })
+            .collect();
+        points[10].value += 10.0;
+        points[20].value -= 10.0;
+        let burst = 2530..2554;
+        let (lo, hi) = points[..burst.start]
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+                (lo.min(p.value), hi.max(p.value))
+            });
+        for i in burst.clone() {
+            let jump = if i % 2 == 0 { 3.0 } else { -3.0 } * (0.75 + rng.f64() / 4.0);
+            points[i].value = (points[i].value + jump).clamp(lo, hi);
+        }
+        let mut detector = AnomalyDetector::new(AnomalyConfig::default());
+        let assessed: Vec<Assessment> = points.iter().map(|&p| detector.observe(p)).collect();
+        assert!(
+            assessed[burst.clone()]
+                .iter()
+                .all(|a| a.forest_score.is_none())
+        );
+        let alerts: Vec<usize> = (0..points.len()).filter(|&i| assessed[i].alert).collect();
+        assert!(
+            alerts.iter().any(|i| burst.contains(i)),
+            "alerts: {alerts:?}"
+        );
+        // Without the prediction-error likelihood the detector is blind until the new forest.
+        let mut forest_only = AnomalyDetector::new(AnomalyConfig {
+            error_warmup: usize::MAX,
+            ..AnomalyConfig::default()
+        });
+        let without: Vec<usize> = (0..points.len())
+            .filter(|&i| forest_only.observe(points[i]).alert)
+            .collect();
+        assert!(!without.iter().any(|i| burst.contains(i)), "{without:?}");
     }
 
     #[test]
