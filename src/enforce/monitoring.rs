@@ -1,7 +1,8 @@
 //! Anomaly detection in the daemon: one task per `[monitoring.KEY]` entry. Every interval it
 //! reads the entry's metrics since its last read, feeds them to a `ServiceMonitor` (one
-//! Isolation-Forest detector per metric), raises an `anomaly` event per alert and, for
-//! `on_anomaly = "route_away"`, routes the deployment's records without it for a while.
+//! detector per metric: Isolation Forest and prediction-error likelihood), raises an
+//! `anomaly` event per alert and, for `on_anomaly = "route_away"`, routes the deployment's
+//! records without it for a while.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
