@@ -30,6 +30,11 @@ impl Monitors {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        // Entries no longer configured leave /status.monitoring.
+        let keys: Vec<String> = stack.monitoring.iter().map(monitor_key).collect();
+        let mut status = shared.status.lock().expect("status");
+        status.monitoring.retain(|k, _| keys.contains(k));
+        drop(status);
         let Ok(reader) = MetricReader::new(&stack.dir, &stack.metrics) else {
             return; // reported by scaling, which reads the same sources
         };
@@ -47,8 +52,13 @@ fn kind_of(name: &str) -> Kind {
     serde_json::from_value(json!(name)).expect("metric names are checked by config")
 }
 
+/// What the entry is called in events, metrics and /status: its deployment, else its service.
+fn monitor_key(m: &Monitor) -> String {
+    m.deployment.clone().unwrap_or_else(|| m.service.clone())
+}
+
 async fn monitor_loop(shared: Arc<Shared>, reader: MetricReader, m: Monitor) {
-    let key = m.deployment.clone().unwrap_or_else(|| m.service.clone());
+    let key = monitor_key(&m);
     let mut config = MonitorConfig::default();
     if let Some(t) = m.threshold {
         config.threshold = t;
@@ -80,7 +90,11 @@ async fn monitor_loop(shared: Arc<Shared>, reader: MetricReader, m: Monitor) {
             read_until = *last;
         }
         for (ts, samples) in scrapes {
-            let Some(alert) = monitor.observe(ts, &samples) else {
+            let alert = monitor.observe(ts, &samples);
+            let mut status = shared.status.lock().expect("status");
+            let entry = status.monitoring.entry(key.clone()).or_default();
+            entry.last = monitor.last().cloned();
+            let Some(alert) = alert else {
                 continue;
             };
             // Warm-up history only trains the detectors: what was anomalous days ago is
@@ -88,6 +102,9 @@ async fn monitor_loop(shared: Arc<Shared>, reader: MetricReader, m: Monitor) {
             if ts < started - 2 * STEP {
                 continue;
             }
+            entry.last_alert = Some(alert.clone());
+            entry.alerts += 1;
+            drop(status);
             let metrics: Vec<String> = alert
                 .metrics
                 .iter()

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Settings;
 use super::health::{Health, Outcome, Probe};
 use crate::config::Stack;
+use crate::ml::anomaly::{Alert, Scored};
 use crate::model::{Address, Attrs, Routing};
 
 /// One thing that happened, as `/events` sends it.
@@ -57,6 +58,17 @@ pub struct Rejection {
     pub diagnostics: Vec<serde_json::Value>,
 }
 
+/// A monitored service or deployment, as `/status.monitoring` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MonitorStatus {
+    /// The newest scrape scored: its time, every metric's value and score, the service score.
+    pub last: Option<Scored>,
+    /// The last alert acted on (alerts on the warm-up history are not).
+    pub last_alert: Option<Alert>,
+    /// Alerts acted on since start.
+    pub alerts: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub stack: String,
@@ -78,6 +90,8 @@ pub struct Status {
     pub last_rejection: Option<Rejection>,
     /// The last scaling decision of each service with a load metric.
     pub scaling: BTreeMap<String, serde_json::Value>,
+    /// What the anomaly detectors of each `[monitoring.KEY]` entry last saw, by KEY.
+    pub monitoring: BTreeMap<String, MonitorStatus>,
     /// Which replica leads this stack, for a stack shared by replicas (postgres backend).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leadership: Option<super::ha::Leadership>,
@@ -111,6 +125,7 @@ impl Status {
             findings: 0,
             last_rejection: None,
             scaling: BTreeMap::new(),
+            monitoring: BTreeMap::new(),
             leadership: None,
             group_desired: BTreeMap::new(),
             routed: BTreeMap::new(),

@@ -756,6 +756,16 @@ pub struct ServiceMonitor {
     config: MonitorConfig,
     detectors: BTreeMap<Metric, AnomalyDetector>,
     quiet_until: i64,
+    /// The last scrape's metric scores and the service score they combine to.
+    last: Option<Scored>,
+}
+
+/// A scrape as the monitor scored it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Scored {
+    pub ts: i64,
+    pub metrics: Vec<MetricScore>,
+    pub score: f64,
 }
 
 impl ServiceMonitor {
@@ -765,7 +775,13 @@ impl ServiceMonitor {
             config,
             detectors: BTreeMap::new(),
             quiet_until: i64::MIN,
+            last: None,
         }
+    }
+
+    /// The last scrape observed, as scored: every metric's score and the service score.
+    pub fn last(&self) -> Option<&Scored> {
+        self.last.as_ref()
     }
 
     pub fn service(&self) -> &str {
@@ -790,6 +806,11 @@ impl ServiceMonitor {
             });
         }
         let score = combined_score(&scored);
+        self.last = Some(Scored {
+            ts,
+            metrics: scored.clone(),
+            score,
+        });
         if ts < self.quiet_until || score < self.config.threshold {
             return None;
         }
@@ -1124,5 +1145,11 @@ mod tests {
         assert!(named.contains(&Metric::Cpu) && named.contains(&Metric::Latency));
         assert!(!named.contains(&Metric::Memory));
         assert!(alert.score >= 0.5 && alert.confidence > 0.9);
+        // The last scrape is kept as scored, every metric of it, quiet ones included.
+        let last = monitor.last().unwrap();
+        assert_eq!(last.ts, cpu.last().unwrap().ts);
+        let metrics: Vec<Metric> = last.metrics.iter().map(|m| m.metric).collect();
+        assert_eq!(metrics, [Metric::Cpu, Metric::Latency, Metric::Memory]);
+        assert_eq!(last.score, combined_score(&last.metrics));
     }
 }

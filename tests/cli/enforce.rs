@@ -882,6 +882,17 @@ fn an_anomalous_deployment_is_routed_away_from() {
     let log = log(&w);
     assert!(log.contains("api@aws/eu-west-1: anomaly score"), "{log}");
     assert!(log.contains("latency 5000.000"), "{log}");
+    // /status shows what the detectors last saw and the alert acted on (one incident).
+    let monitoring = d.status(None)["monitoring"]["api@aws/eu-west-1"].clone();
+    assert_eq!(monitoring["alerts"], 1, "{monitoring}");
+    assert_eq!(
+        monitoring["last_alert"]["metrics"][0]["metric"], "latency",
+        "{monitoring}"
+    );
+    let last = &monitoring["last"];
+    assert_eq!(last["metrics"][0]["metric"], "latency", "{monitoring}");
+    assert_eq!(last["metrics"][0]["value"], 5000.0, "{monitoring}");
+    assert!(last["score"].as_f64().unwrap() >= 0.65, "{monitoring}");
     assert!(
         log.contains("api@aws/eu-west-1: routed away from after an anomaly"),
         "{log}"
