@@ -12,7 +12,7 @@ use serde_json::json;
 use super::Shared;
 use crate::config::raw::AnomalyAction;
 use crate::config::{Monitor, Stack};
-use crate::ml::anomaly::{Metric as Kind, MonitorConfig, ServiceMonitor};
+use crate::ml::anomaly::{Alert, Metric as Kind, MonitorConfig, ServiceMonitor};
 use crate::ml::source::MetricReader;
 
 /// Metric resolution asked of every source.
@@ -89,22 +89,23 @@ async fn monitor_loop(shared: Arc<Shared>, reader: MetricReader, m: Monitor) {
         if let Some(last) = scrapes.keys().last() {
             read_until = *last;
         }
-        for (ts, samples) in scrapes {
-            let alert = monitor.observe(ts, &samples);
+        // Warm-up history only trains the detectors: what was anomalous days ago is not
+        // acted on now.
+        let alerts: Vec<Alert> = scrapes
+            .into_iter()
+            .filter_map(|(ts, samples)| monitor.observe(ts, &samples))
+            .filter(|alert| alert.ts >= started - 2 * STEP)
+            .collect();
+        if let Some(last) = monitor.last() {
             let mut status = shared.status.lock().expect("status");
             let entry = status.monitoring.entry(key.clone()).or_default();
-            entry.last = monitor.last().cloned();
-            let Some(alert) = alert else {
-                continue;
-            };
-            // Warm-up history only trains the detectors: what was anomalous days ago is
-            // not acted on now.
-            if ts < started - 2 * STEP {
-                continue;
+            entry.last = Some(last.clone());
+            entry.alerts += alerts.len() as u64;
+            if let Some(alert) = alerts.last() {
+                entry.last_alert = Some(alert.clone());
             }
-            entry.last_alert = Some(alert.clone());
-            entry.alerts += 1;
-            drop(status);
+        }
+        for alert in alerts {
             let metrics: Vec<String> = alert
                 .metrics
                 .iter()

@@ -253,28 +253,40 @@ impl RollingMoments {
 struct ScoreLikelihood {
     recent: RollingMoments,
     history: RollingMoments,
+    /// Averages needed in the history before `p` is given.
+    warmup: usize,
+    /// The smallest standard deviation the history is taken to have.
+    min_std: f64,
     /// Whether `p` is at least the fraction of the history at or above the average (the
     /// Gaussian tail alone would call the forest's skewed scores more unusual than they are).
     empirical_floor: bool,
 }
 
 impl ScoreLikelihood {
-    fn new(averaging: usize, history: usize, empirical_floor: bool) -> ScoreLikelihood {
+    fn new(
+        averaging: usize,
+        history: usize,
+        warmup: usize,
+        min_std: f64,
+        empirical_floor: bool,
+    ) -> ScoreLikelihood {
         ScoreLikelihood {
             recent: RollingMoments::new(averaging.max(1)),
             history: RollingMoments::new(history),
+            warmup,
+            min_std,
             empirical_floor,
         }
     }
 
     /// Adds `score` and returns the tail probability of the new average under the history
     /// (before the average joins it), or `None` while the history is shorter than `warmup`.
-    fn update(&mut self, score: f64, warmup: usize, min_std: f64) -> Option<f64> {
+    fn update(&mut self, score: f64) -> Option<f64> {
         self.recent.push(score);
         let averaged = self.recent.mean();
         let history = &self.history;
-        let p = (history.len() >= warmup).then(|| {
-            let std = history.std().max(min_std);
+        let p = (history.len() >= self.warmup).then(|| {
+            let std = history.std().max(self.min_std);
             let g = upper_tail((averaged - history.mean()) / std);
             if !self.empirical_floor {
                 return g;
@@ -368,11 +380,19 @@ impl AnomalyDetector {
             forest_dims: 0,
             since_fit: 0,
             fits: 0,
-            likelihood: ScoreLikelihood::new(config.averaging, config.likelihood_window, true),
+            likelihood: ScoreLikelihood::new(
+                config.averaging,
+                config.likelihood_window,
+                config.likelihood_warmup,
+                config.min_score_std,
+                true,
+            ),
             prediction: None,
             error_likelihood: ScoreLikelihood::new(
                 config.error_averaging,
                 config.error_window,
+                config.error_warmup,
+                config.min_error_std,
                 false,
             ),
             range: None,
@@ -417,7 +437,7 @@ impl AnomalyDetector {
         let forest_maturity =
             (self.features.items.len() as f64 / self.config.training_window as f64).min(1.0);
         let forest_p = forest_score
-            .and_then(|s| self.tail_probability(s))
+            .and_then(|s| self.likelihood.update(s))
             .map(|p| (p, forest_maturity));
         let error_p = self
             .prediction_error_probability(point.value)
@@ -640,14 +660,7 @@ impl AnomalyDetector {
         self.prediction = Some(predicted + c.prediction_smoothing * (value - predicted));
         let (lo, hi) = self.range.unwrap_or((value, value));
         let error = (value - predicted).abs() / (hi - lo).max(f64::MIN_POSITIVE);
-        let (warmup, min_std) = (c.error_warmup, c.min_error_std);
-        self.error_likelihood.update(error, warmup, min_std)
-    }
-
-    /// The tail probability of the forest's (averaged) score under its recent history.
-    fn tail_probability(&mut self, forest_score: f64) -> Option<f64> {
-        let (warmup, min_std) = (self.config.likelihood_warmup, self.config.min_score_std);
-        self.likelihood.update(forest_score, warmup, min_std)
+        self.error_likelihood.update(error)
     }
 }
 
