@@ -227,6 +227,8 @@ CREATE TABLE IF NOT EXISTS cairn_locks (
     fence bigint,
     PRIMARY KEY (stack, environment)
 );
+-- The holder whose row a new holder found left behind (tables made before it lack it).
+ALTER TABLE cairn_locks ADD COLUMN IF NOT EXISTS interrupted jsonb;
 CREATE TABLE IF NOT EXISTS cairn_leases (
     stack text NOT NULL,
     environment text NOT NULL,
@@ -248,7 +250,12 @@ SET client_min_messages = notice;
 
 async fn ensure_schema(client: &Client) -> Result<(), StateError> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('cairn_replicas') IS NOT NULL", &[])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                            WHERE table_name = 'cairn_locks' AND column_name = 'interrupted'
+                            AND table_schema = current_schema())",
+            &[],
+        )
         .await
         .map_err(pg_err("cannot read cairn's tables"))?
         .get(0);
@@ -316,14 +323,32 @@ impl PgState {
             .await
             .map_err(pg_err("cannot create the stack's state"))?;
         let start = Instant::now();
-        loop {
-            let got: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        let mut holder = LockHolder {
+            pid: std::process::id(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            command: how.command.to_string(),
+            since: jiff::Timestamp::now(),
+        };
+        let interrupted = loop {
+            // The lock and the row naming its holder are taken in one statement: a holder
+            // paused between the two (a replica stopped past its lease) would hold the lock
+            // with no row saying whose it is, and no later leader could end its session. A
+            // row already there was left by a holder that died: its run was interrupted.
+            holder.since = jiff::Timestamp::now();
+            let taken = client
+                .query_opt(
+                    "INSERT INTO cairn_locks (stack, environment, holder, backend_pid, fence)
+                     SELECT $2, $3, $4, pg_backend_pid(), $5 WHERE pg_try_advisory_lock($1)
+                     ON CONFLICT (stack, environment) DO UPDATE
+                     SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid,
+                         fence = EXCLUDED.fence, interrupted = cairn_locks.holder
+                     RETURNING interrupted",
+                    &[&key, &stack, &environment, &Json(&holder), &how.fence],
+                )
                 .await
-                .map_err(pg_err("cannot take the state lock"))?
-                .get(0);
-            if got {
-                break;
+                .map_err(pg_err("cannot take the state lock"))?;
+            if let Some(row) = taken {
+                break holder_from(row.get(0));
             }
             let row = client
                 .query_opt(
@@ -366,33 +391,7 @@ impl PgState {
                 .into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let holder = LockHolder {
-            pid: std::process::id(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            command: how.command.to_string(),
-            since: jiff::Timestamp::now(),
         };
-        // A row still there was left by a holder that died: its run was interrupted.
-        let interrupted: Option<LockHolder> = client
-            .query_opt(
-                "SELECT holder FROM cairn_locks WHERE stack = $1 AND environment = $2",
-                &[&stack, &environment],
-            )
-            .await
-            .map_err(pg_err("cannot read the state lock"))?
-            .and_then(|r| holder_from(r.get(0)));
-        client
-            .execute(
-                "INSERT INTO cairn_locks (stack, environment, holder, backend_pid, fence)
-                 VALUES ($1, $2, $3, pg_backend_pid(), $4)
-                 ON CONFLICT (stack, environment) DO UPDATE
-                 SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid,
-                     fence = EXCLUDED.fence",
-                &[&stack, &environment, &Json(&holder), &how.fence],
-            )
-            .await
-            .map_err(pg_err("cannot record the lock holder"))?;
         let (state, serial) = read_with(&client, stack, environment).await?;
         Ok(PgState {
             client: Some(client),
@@ -595,15 +594,15 @@ impl super::StateStore for PgState {
 
 async fn release(client: Client, stack: &str, env: &str) {
     let key = lock_key(stack, env);
+    // One statement, so the lock is never held without its row (see `open_locked`). A
+    // waiter's insert waits for this delete to commit, so it never reads it as interrupted.
     let _ = client
         .execute(
-            "DELETE FROM cairn_locks WHERE stack = $1 AND environment = $2
-             AND backend_pid = pg_backend_pid()",
-            &[&stack, &env],
+            "WITH mine AS (DELETE FROM cairn_locks WHERE stack = $2 AND environment = $3
+                           AND backend_pid = pg_backend_pid())
+             SELECT pg_advisory_unlock($1)",
+            &[&key, &stack, &env],
         )
-        .await;
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&key])
         .await;
 }
 

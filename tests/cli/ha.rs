@@ -17,6 +17,7 @@ struct Replica {
     id: String,
     child: Child,
     api: SocketAddr,
+    log: std::path::PathBuf,
 }
 
 impl Drop for Replica {
@@ -25,6 +26,13 @@ impl Drop for Replica {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test shows what each replica last did (its work dir goes with it).
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            eprintln!("--- replica {} log (last 60 lines) ---\n{tail}", self.id);
+        }
     }
 }
 
@@ -43,6 +51,7 @@ impl Replica {
             .local_addr()
             .unwrap();
         let listen = api.to_string();
+        let log = w.path(&format!("{id}.log"));
         let mut args = vec!["enforce"];
         args.extend_from_slice(dirs);
         args.extend_from_slice(&[
@@ -59,13 +68,14 @@ impl Replica {
             .cmd(&args)
             .env("CAIRN_PG_URL", url)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(w.path(&format!("{id}.log"))).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         Replica {
             id: id.into(),
             child,
             api,
+            log,
         }
     }
 

@@ -166,6 +166,7 @@ fn a_connection_dropped_mid_apply_corrupts_nothing_and_the_next_run_converges() 
     let c = cluster().unwrap();
     let db = PgCluster::db_of(&url);
     let first = slow_apply(&w, 100);
+    let first_pid = first.id();
     // Let it complete a few changes, then end its session from the server side.
     let start = Instant::now();
     while c
@@ -193,9 +194,17 @@ fn a_connection_dropped_mid_apply_corrupts_nothing_and_the_next_run_converges() 
     // next run finishes the job, and the one after has nothing to do.
     let recorded = w.json(&["state", "list", "shop"]);
     assert!(!recorded.as_array().unwrap().is_empty());
-    w.ok(&["apply", "shop", "--auto-approve"], 0);
+    // The row naming the ended session's holder was left: the next run says it was interrupted.
+    let r = w.ok(&["apply", "shop", "--auto-approve"], 0);
+    let note = format!("the previous `cairn apply` (pid {}", first_pid);
+    assert!(
+        r.stderr.contains(&note) && r.stderr.contains("was interrupted"),
+        "{}",
+        r.stderr
+    );
     let r = w.ok(&["plan", "shop", "--detailed-exitcode"], 0);
     assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
+    assert!(!r.stderr.contains("interrupted"), "{}", r.stderr);
     let sandbox = w.json(&["sandbox", "list", "-C", "shop"]);
     let state = w.json(&["show", "shop"]);
     assert_eq!(
@@ -203,6 +212,44 @@ fn a_connection_dropped_mid_apply_corrupts_nothing_and_the_next_run_converges() 
         state["resources"].as_object().unwrap().len(),
         "no duplicate or orphan: {sandbox}"
     );
+}
+
+#[test]
+fn tables_from_before_the_interrupted_column_are_upgraded_in_place() {
+    let Some((w, url)) = pg_quickstart("upgrade") else {
+        return;
+    };
+    let c = cluster().unwrap();
+    let db = PgCluster::db_of(&url);
+    // cairn_locks as the first release created it, with the row of a holder that died.
+    c.psql(
+        db,
+        "CREATE TABLE cairn_locks (stack text NOT NULL, environment text NOT NULL, \
+         holder jsonb NOT NULL, backend_pid integer NOT NULL, fence bigint, \
+         PRIMARY KEY (stack, environment)); \
+         INSERT INTO cairn_locks VALUES ('shop', 'production', '{\"pid\": 4242, \
+         \"host\": \"old-laptop\", \"command\": \"cairn apply\", \
+         \"since\": \"2026-11-01T10:00:00Z\"}', 1, NULL)",
+    );
+    let r = w.ok(&["apply", "shop", "--auto-approve"], 0);
+    assert!(
+        r.stderr
+            .contains("the previous `cairn apply` (pid 4242 on old-laptop")
+            && r.stderr.contains("was interrupted"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        c.psql(
+            db,
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_name = 'cairn_locks' AND column_name = 'interrupted'"
+        ),
+        "1"
+    );
+    let r = w.ok(&["plan", "shop", "--detailed-exitcode"], 0);
+    assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
+    assert!(!r.stderr.contains("interrupted"), "{}", r.stderr);
 }
 
 #[test]
