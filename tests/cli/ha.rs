@@ -103,6 +103,17 @@ impl Replica {
             .is_some_and(|(role, _, _)| role == "leader")
     }
 
+    /// Whether every thread of the process is stopped (a signal is delivered asynchronously).
+    fn stopped(&self) -> bool {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(tasks).unwrap().all(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+        })
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
@@ -197,7 +208,17 @@ fn one_leader_takes_over_after_a_lost_connection_kill_and_pause() {
     } else {
         (&p, other)
     };
+    // The sandbox stands in for a cloud, which a paused client does not block; but its
+    // calls take a file lock across processes, and a replica frozen inside one would block
+    // every other. So the leader is paused while the test holds that lock: anywhere in its
+    // work with the database, never inside a sandbox call.
+    let sandbox = std::fs::File::open(w.path("shop/.cairn/sandbox/production/lock")).unwrap();
+    sandbox.lock().unwrap();
     paused.signal(libc::SIGSTOP);
+    wait_for("the leader to stop", Duration::from_secs(5), || {
+        paused.stopped().then_some(())
+    });
+    sandbox.unlock().unwrap();
     // Drift for the new leader to correct: a record deleted behind cairn's back.
     w.ok(
         &[
