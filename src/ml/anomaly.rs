@@ -18,10 +18,12 @@
 //!    the same way. It needs no training and is never reset by a level change, so it keeps
 //!    watching while the forest relearns, and it sees a burst of unpredictable values that
 //!    each look ordinary to the forest. The score is that of the smaller `p` of the two.
-//! 5. **Spatial and record checks**: a value well outside the range seen so far is anomalous
+//! 5. **Spatial and record checks**: a value well outside the last four weeks' range is anomalous
 //!    whatever the forest says (a forest trained on the past cannot rank values beyond it);
 //!    so is an hour's mean seasonal residual, or a step from the previous point, well beyond
-//!    the largest seen so far (a missing daily peak, a jump of a size never seen).
+//!    the largest of the last four weeks (a missing daily peak, a jump of a size not seen).
+//!    Extremes are kept per day, so one large incident sets the bar for four weeks, not for
+//!    the life of the daemon.
 //! 6. **Drift** ([`super::changepoint`]): a CUSUM on the residual; on a level change the
 //!    forest's training data and the seasonal baseline restart from the new level, so one
 //!    shift is one alert, not a day of them.
@@ -78,7 +80,7 @@ pub struct AnomalyConfig {
     /// Weight of the newest value in the one-step prediction (an exponentially weighted
     /// mean) whose error the prediction-error likelihood watches.
     pub prediction_smoothing: f64,
-    /// Prediction errors (as fractions of the range seen so far) averaged before their
+    /// Prediction errors (as fractions of the recent range) averaged before their
     /// likelihood: a burst of unpredictable values, not one odd point.
     pub error_averaging: usize,
     /// Averaged errors the prediction-error likelihood learns their usual distribution from
@@ -88,7 +90,10 @@ pub struct AnomalyConfig {
     pub error_warmup: usize,
     /// The smallest standard deviation of averaged errors (a flat series has none).
     pub min_error_std: f64,
-    /// A value beyond the range seen so far by more than this fraction of the range is a
+    /// Seasons the value range and the record checks remember: after this long an extreme
+    /// value no longer sets the bar (four weeks: a monthly peak is remembered).
+    pub extremes_seasons: usize,
+    /// A value beyond the recent range by more than this fraction of the range is a
     /// spatial anomaly.
     pub spatial_tolerance: f64,
     /// Points seen before the spatial check starts (the range must first be learnt).
@@ -133,6 +138,7 @@ impl Default for AnomalyConfig {
             error_window: 2016,
             error_warmup: 300,
             min_error_std: 1e-4,
+            extremes_seasons: 28,
             spatial_tolerance: 0.05,
             spatial_warmup: 100,
             residual_window: 12,
@@ -246,6 +252,60 @@ impl RollingMoments {
     }
 }
 
+/// The smallest and largest of a quantity over the last `seasons` seasons, kept per season in
+/// a ring: an extreme value sets the bar for that long, not for the life of the daemon, and
+/// memory stays bounded.
+#[derive(Debug, Clone)]
+struct RecentExtremes {
+    season: i64,
+    seasons: i64,
+    /// (season index, minimum, maximum), oldest first.
+    buckets: Ring<(i64, f64, f64)>,
+}
+
+impl RecentExtremes {
+    fn new(season: i64, seasons: usize) -> RecentExtremes {
+        RecentExtremes {
+            season: season.max(1),
+            seasons: seasons.max(1) as i64,
+            buckets: Ring::new(seasons.max(1) + 1),
+        }
+    }
+
+    fn push(&mut self, ts: i64, x: f64) {
+        let index = ts.div_euclid(self.season);
+        match self.buckets.items.back_mut() {
+            Some(b) if b.0 == index => {
+                b.1 = b.1.min(x);
+                b.2 = b.2.max(x);
+            }
+            _ => {
+                self.buckets.push((index, x, x));
+            }
+        }
+        // The current season and the `seasons` before it.
+        while self
+            .buckets
+            .items
+            .front()
+            .is_some_and(|b| b.0 < index - self.seasons)
+        {
+            self.buckets.items.pop_front();
+        }
+    }
+
+    /// (minimum, maximum), `None` before the first value.
+    fn range(&self) -> Option<(f64, f64)> {
+        let mut it = self.buckets.items.iter();
+        let first = it.next()?;
+        Some(it.fold((first.1, first.2), |(lo, hi), b| (lo.min(b.1), hi.max(b.2))))
+    }
+
+    fn max(&self) -> f64 {
+        self.range().map_or(0.0, |(_, hi)| hi)
+    }
+}
+
 /// How unusual a stream of numbers (forest scores, prediction errors) is, averaged over a
 /// few points, compared with the same averages over a long history: the tail probability of
 /// the latest average.
@@ -335,8 +395,8 @@ pub struct AnomalyDetector {
     /// The one-step prediction of the next value, and how unusual its recent errors are.
     prediction: Option<f64>,
     error_likelihood: ScoreLikelihood,
-    /// Range of values seen, for the spatial check.
-    range: Option<(f64, f64)>,
+    /// Range of recent values, for the spatial check.
+    range: RecentExtremes,
     records: Records,
     cusum: Cusum,
     /// Whether the CUSUM currently watches the seasonal residual (true) or the value itself.
@@ -347,23 +407,23 @@ pub struct AnomalyDetector {
     quiet: usize,
 }
 
-/// What the record checks remember: the largest averaged seasonal residual and step so far.
+/// What the record checks remember: the largest recent averaged seasonal residual and step.
 #[derive(Debug, Clone)]
 struct Records {
     residuals: RollingMoments,
     /// When the first seasonal residual came.
     residual_since: Option<i64>,
-    residual: f64,
-    step: f64,
+    residual: RecentExtremes,
+    step: RecentExtremes,
 }
 
 impl Records {
-    fn new(window: usize) -> Records {
+    fn new(config: &AnomalyConfig) -> Records {
         Records {
-            residuals: RollingMoments::new(window.max(1)),
+            residuals: RollingMoments::new(config.residual_window.max(1)),
             residual_since: None,
-            residual: 0.0,
-            step: 0.0,
+            residual: RecentExtremes::new(config.season, config.extremes_seasons),
+            step: RecentExtremes::new(config.season, config.extremes_seasons),
         }
     }
 }
@@ -395,8 +455,8 @@ impl AnomalyDetector {
                 config.min_error_std,
                 false,
             ),
-            range: None,
-            records: Records::new(config.residual_window),
+            range: RecentExtremes::new(config.season, config.extremes_seasons),
+            records: Records::new(&config),
             cusum: Cusum::new(config.cusum),
             cusum_on_residual: false,
             armed: true,
@@ -420,7 +480,7 @@ impl AnomalyDetector {
     /// Assesses the next point (points must come in time order).
     pub fn observe(&mut self, point: Point) -> Assessment {
         self.seen += 1;
-        let spatial = self.spatial_anomaly(point.value);
+        let spatial = self.spatial_anomaly(point);
         let features = self.features_of(point);
         self.history.push(point);
 
@@ -485,10 +545,14 @@ impl AnomalyDetector {
             + self.error_likelihood.heap_bytes()
             + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
             + self.records.residuals.values.heap_bytes()
+            + self.range.buckets.heap_bytes()
+            + self.records.residual.buckets.heap_bytes()
+            + self.records.step.buckets.heap_bytes()
     }
 
     /// The record checks: the seasonal residual averaged over `residual_window` points, or
-    /// the step from the previous point, beyond the largest seen so far by `record_margin`.
+    /// the step from the previous point, beyond the largest of the last `extremes_seasons`
+    /// seasons by `record_margin`.
     /// The residual's record is learnt over the first season of residuals and kept when the
     /// seasonal baseline starts over after a level change (the new level's residuals are no
     /// less noisy, and a season of them would be too short to learn from again).
@@ -497,8 +561,8 @@ impl AnomalyDetector {
         let r = &mut self.records;
         let beyond = |x: f64, record: f64| record > 0.0 && x > (1.0 + c.record_margin) * record;
         let step = features[1].abs();
-        let step_record = self.seen > c.step_warmup as u64 && beyond(step, r.step);
-        r.step = r.step.max(step);
+        let step_record = self.seen > c.step_warmup as u64 && beyond(step, r.step.max());
+        r.step.push(ts, step);
 
         if !features[SEASONAL].is_finite() {
             r.residuals.clear();
@@ -511,17 +575,18 @@ impl AnomalyDetector {
         }
         let mean = r.residuals.mean();
         let learnt = ts - since >= c.season;
-        let residual_record = learnt && beyond(mean.abs(), r.residual);
-        r.residual = r.residual.max(mean.abs());
+        let residual_record = learnt && beyond(mean.abs(), r.residual.max());
+        r.residual.push(ts, mean.abs());
         step_record || residual_record
     }
 
-    fn spatial_anomaly(&mut self, value: f64) -> bool {
-        let Some((lo, hi)) = self.range else {
-            self.range = Some((value, value));
+    fn spatial_anomaly(&mut self, point: Point) -> bool {
+        let value = point.value;
+        let before = self.range.range();
+        self.range.push(point.ts, value);
+        let Some((lo, hi)) = before else {
             return false;
         };
-        self.range = Some((lo.min(value), hi.max(value)));
         let margin = (hi - lo) * self.config.spatial_tolerance;
         self.seen > self.config.spatial_warmup as u64
             && hi > lo
@@ -597,7 +662,7 @@ impl AnomalyDetector {
             self.cusum_on_residual = on_residual;
             self.cusum.restart();
         }
-        if let Some((lo, hi)) = self.range {
+        if let Some((lo, hi)) = self.range.range() {
             self.cusum
                 .set_min_std(((hi - lo) * 1e-3).max(self.config.cusum.min_std));
         }
@@ -652,13 +717,13 @@ impl AnomalyDetector {
     }
 
     /// The tail probability of the recent one-step prediction errors under the past week's,
-    /// then the prediction moves towards `value`. Errors are fractions of the range seen so
-    /// far (which includes `value`), so that one scale fits every series.
+    /// then the prediction moves towards `value`. Errors are fractions of the recent range
+    /// (which includes `value`), so that one scale fits every series.
     fn prediction_error_probability(&mut self, value: f64) -> Option<f64> {
         let c = &self.config;
         let predicted = *self.prediction.get_or_insert(value);
         self.prediction = Some(predicted + c.prediction_smoothing * (value - predicted));
-        let (lo, hi) = self.range.unwrap_or((value, value));
+        let (lo, hi) = self.range.range().unwrap_or((value, value));
         let error = (value - predicted).abs() / (hi - lo).max(f64::MIN_POSITIVE);
         self.error_likelihood.update(error)
     }
@@ -931,6 +996,35 @@ mod tests {
             .filter(|(i, _)| *i != spike && *i >= 432)
             .count();
         assert!(false_alerts <= 2, "false alerts: {found:?}");
+    }
+
+    #[test]
+    fn an_extreme_value_sets_the_bar_only_for_extremes_seasons() {
+        // A spike of 60 on day 1, then one of 30 on day 4: beyond the range of the last two
+        // days, within the range of all time.
+        let mut points = daily(5, 7);
+        let (first, second) = (288 + 100, 4 * 288 + 100);
+        points[first].value += 60.0;
+        points[second].value += 30.0;
+        let score_of_second = |extremes_seasons: usize| {
+            let mut detector = AnomalyDetector::new(AnomalyConfig {
+                extremes_seasons,
+                ..AnomalyConfig::default()
+            });
+            let scores: Vec<f64> = points.iter().map(|&p| detector.observe(p).score).collect();
+            (
+                scores[first],
+                scores[second],
+                detector.range.range().unwrap(),
+            )
+        };
+        let (at_first, at_second, (_, hi)) = score_of_second(2);
+        assert_eq!((at_first, at_second), (1.0, 1.0));
+        assert!(hi < 100.0, "the first spike is forgotten: {hi}");
+        let (at_first, at_second, (_, hi)) = score_of_second(28);
+        assert_eq!(at_first, 1.0);
+        assert!(at_second < 1.0, "{at_second}");
+        assert!(hi > 100.0, "the first spike is remembered: {hi}");
     }
 
     #[test]
