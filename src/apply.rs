@@ -164,7 +164,11 @@ pub async fn apply(
                 .iter()
                 .filter_map(|i| Some((changes[*i].address.clone(), changes[*i].after.clone()?)))
                 .collect();
-            if !intents.is_empty() {
+            if intents.is_empty() {
+                // Deletes write no intent, whose fencing check would stop a replica paused
+                // past its lease: they confirm the lease instead.
+                state.confirm_fence().await?;
+            } else {
                 state
                     .write(vec![StateOp::Intend { changes: intents }])
                     .await?;

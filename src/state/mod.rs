@@ -245,6 +245,12 @@ pub trait StateStore: Send + Sync {
     async fn compact(&mut self) -> Result<(), StateError>;
     /// Replaces the whole state and its serial (`cairn state migrate`).
     async fn replace(&mut self, state: State, serial: u64) -> Result<(), StateError>;
+    /// Whether this writer may still act on the clouds: for an enforce replica on the
+    /// postgres backend, that its lease's fencing token is still current (writes check it
+    /// anyway). Nothing to check elsewhere.
+    async fn confirm_fence(&self) -> Result<(), StateError> {
+        Ok(())
+    }
     async fn unlock(self: Box<Self>);
 }
 

@@ -585,6 +585,17 @@ impl super::StateStore for PgState {
         Ok(())
     }
 
+    async fn confirm_fence(&self) -> Result<(), StateError> {
+        let (Some(token), Some(client)) = (self.fence, self.client.as_ref()) else {
+            return Ok(());
+        };
+        if lease_is_current(client, &self.stack, &self.environment, token).await? {
+            Ok(())
+        } else {
+            Err(StateError::Fenced { token })
+        }
+    }
+
     async fn unlock(mut self: Box<Self>) {
         if let Some(client) = self.client.take() {
             release(client, &self.stack, &self.environment).await;

@@ -253,6 +253,96 @@ fn tables_from_before_the_interrupted_column_are_upgraded_in_place() {
 }
 
 #[test]
+fn a_replica_paused_past_its_lease_deletes_nothing() {
+    let Some((w, url)) = pg_quickstart("fencedelete") else {
+        return;
+    };
+    w.ok(&["apply", "shop", "--auto-approve"], 0);
+    let before = w.json(&["sandbox", "list", "-C", "shop"])["objects"]
+        .as_object()
+        .unwrap()
+        .len();
+    let (stack, _) = cairn::config::load_stack(&w.path("shop"), None).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let refused = rt.block_on(async {
+        let (a, b) = two_replicas(&url).await;
+        let lease = Duration::from_millis(500);
+        let old = a
+            .acquire("shop", "production", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        // A plan of deletes only (they write no intent first), made under the lease...
+        let mut planned = cairn::engine::plan(cairn::engine::PlanRequest {
+            stack: &stack,
+            filter: &Default::default(),
+            lock_timeout: Duration::ZERO,
+            destroy: true,
+            command: "cairn enforce",
+            fence: Some(old),
+        })
+        .await
+        .unwrap_or_else(|_| panic!("plan"));
+        assert_eq!(planned.plan.changes.len(), before);
+        // ...and applied after pausing past it, once another replica has taken over.
+        tokio::time::sleep(lease + Duration::from_millis(100)).await;
+        assert!(
+            b.acquire("shop", "production", lease)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        cairn::apply::apply(
+            &planned.plan,
+            &planned.providers,
+            planned.state.as_mut(),
+            4,
+            &NoProgress,
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    });
+    assert!(
+        refused.starts_with("write refused: fencing token"),
+        "{refused}"
+    );
+    let after = w.json(&["sandbox", "list", "-C", "shop"])["objects"]
+        .as_object()
+        .unwrap()
+        .len();
+    assert_eq!(after, before, "a fenced replica deleted resources");
+}
+
+/// Lease clients of two enforce replicas, `a` and `b`, on the database at `url`.
+async fn two_replicas(url: &str) -> (cairn::state::lease::Leases, cairn::state::lease::Leases) {
+    use cairn::state::lease::{Leases, Replica};
+    let db = cairn::state::pg::Db {
+        url: Some(url.into()),
+        ca_file: None,
+    };
+    let replica = |id: &str| Replica {
+        id: id.into(),
+        host: "h".into(),
+        pid: 1,
+        api: "http://x".into(),
+    };
+    (
+        Leases::connect(&db, replica("a")).await.unwrap(),
+        Leases::connect(&db, replica("b")).await.unwrap(),
+    )
+}
+
+struct NoProgress;
+
+impl cairn::apply::Progress for NoProgress {
+    fn start(&self, _: usize) {}
+    fn done(&self, _: &cairn::plan::PlannedChange, _: &Result<(), String>) {}
+    fn finish(&self) {}
+}
+
+#[test]
 fn tls_verifies_the_server_against_the_ca_file() {
     use cairn::testing::postgres::TLS_ROLE;
     let Some(c) = cluster() else { return };
@@ -290,24 +380,16 @@ fn tls_verifies_the_server_against_the_ca_file() {
 /// refused by the database, whatever the old holder believes.
 #[test]
 fn a_write_under_a_lost_lease_is_refused() {
-    use cairn::state::lease::{Leases, Replica};
     use cairn::state::{self, Location, StateOp};
     let Some(c) = cluster() else { return };
     let url = c.create_db("fence");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let db = state::pg::Db {
-            url: Some(url),
+            url: Some(url.clone()),
             ca_file: None,
         };
-        let replica = |id: &str| Replica {
-            id: id.into(),
-            host: "h".into(),
-            pid: 1,
-            api: "http://x".into(),
-        };
-        let a = Leases::connect(&db, replica("a")).await.unwrap();
-        let b = Leases::connect(&db, replica("b")).await.unwrap();
+        let (a, b) = two_replicas(&url).await;
         let lease = Duration::from_millis(500);
         let old = a.acquire("s", "e", lease).await.unwrap().unwrap();
         assert_eq!(b.acquire("s", "e", lease).await.unwrap(), None, "held");
