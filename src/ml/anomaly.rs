@@ -261,6 +261,9 @@ struct RecentExtremes {
     seasons: i64,
     /// (season index, minimum, maximum), oldest first.
     buckets: Ring<(i64, f64, f64)>,
+    /// The extremes over every bucket: read several times per point, recomputed only when
+    /// a season drops out (once a day).
+    range: Option<(f64, f64)>,
 }
 
 impl RecentExtremes {
@@ -269,40 +272,42 @@ impl RecentExtremes {
             season: season.max(1),
             seasons: seasons.max(1) as i64,
             buckets: Ring::new(seasons.max(1) + 1),
+            range: None,
         }
     }
 
     fn push(&mut self, ts: i64, x: f64) {
         let index = ts.div_euclid(self.season);
-        match self.buckets.items.back_mut() {
+        let mut dropped = match self.buckets.items.back_mut() {
             Some(b) if b.0 == index => {
                 b.1 = b.1.min(x);
                 b.2 = b.2.max(x);
+                false
             }
-            _ => {
-                self.buckets.push((index, x, x));
-            }
-        }
+            _ => self.buckets.push((index, x, x)).is_some(),
+        };
         // The current season and the `seasons` before it.
-        while self
-            .buckets
-            .items
-            .front()
-            .is_some_and(|b| b.0 < index - self.seasons)
-        {
-            self.buckets.items.pop_front();
-        }
+        let kept = self.buckets.items.len();
+        self.buckets.items.retain(|b| b.0 >= index - self.seasons);
+        dropped |= self.buckets.items.len() < kept;
+        self.range = if !dropped {
+            Some(self.range.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
+        } else {
+            self.buckets
+                .items
+                .iter()
+                .map(|b| (b.1, b.2))
+                .reduce(|(lo, hi), (l, h)| (lo.min(l), hi.max(h)))
+        };
     }
 
     /// (minimum, maximum), `None` before the first value.
     fn range(&self) -> Option<(f64, f64)> {
-        let mut it = self.buckets.items.iter();
-        let first = it.next()?;
-        Some(it.fold((first.1, first.2), |(lo, hi), b| (lo.min(b.1), hi.max(b.2))))
+        self.range
     }
 
     fn max(&self) -> f64 {
-        self.range().map_or(0.0, |(_, hi)| hi)
+        self.range.map_or(0.0, |(_, hi)| hi)
     }
 }
 

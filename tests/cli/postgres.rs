@@ -198,12 +198,7 @@ fn a_connection_dropped_mid_apply_corrupts_nothing_and_the_next_run_converges() 
     assert!(!recorded.as_array().unwrap().is_empty());
     // The row naming the ended session's holder was left: the next run says it was interrupted.
     let r = w.ok(&["apply", "shop", "--auto-approve"], 0);
-    let note = format!("the previous `cairn apply` (pid {}", first_pid);
-    assert!(
-        r.stderr.contains(&note) && r.stderr.contains("was interrupted"),
-        "{}",
-        r.stderr
-    );
+    assert_interrupted(&r.stderr, &format!("pid {first_pid} "));
     let r = w.ok(&["plan", "shop", "--detailed-exitcode"], 0);
     assert!(r.stdout.starts_with("No changes."), "{}", r.stdout);
     assert!(!r.stderr.contains("interrupted"), "{}", r.stderr);
@@ -234,13 +229,7 @@ fn tables_from_before_the_interrupted_column_are_upgraded_in_place() {
          \"since\": \"2026-11-01T10:00:00Z\"}', 1, NULL)",
     );
     let r = w.ok(&["apply", "shop", "--auto-approve"], 0);
-    assert!(
-        r.stderr
-            .contains("the previous `cairn apply` (pid 4242 on old-laptop")
-            && r.stderr.contains("was interrupted"),
-        "{}",
-        r.stderr
-    );
+    assert_interrupted(&r.stderr, "pid 4242 on old-laptop");
     assert_eq!(
         c.psql(
             db,
@@ -260,10 +249,7 @@ fn a_replica_paused_past_its_lease_deletes_nothing() {
         return;
     };
     w.ok(&["apply", "shop", "--auto-approve"], 0);
-    let before = w.json(&["sandbox", "list", "-C", "shop"])["objects"]
-        .as_object()
-        .unwrap()
-        .len();
+    let before = sandbox_len(&w);
     let (stack, _) = cairn::config::load_stack(&w.path("shop"), None).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let refused = rt.block_on(async {
@@ -310,11 +296,29 @@ fn a_replica_paused_past_its_lease_deletes_nothing() {
         refused.starts_with("write refused: fencing token"),
         "{refused}"
     );
-    let after = w.json(&["sandbox", "list", "-C", "shop"])["objects"]
+    assert_eq!(
+        sandbox_len(&w),
+        before,
+        "a fenced replica deleted resources"
+    );
+}
+
+/// Asserts that `stderr` notes the previous `cairn apply`, whose holder text starts with
+/// `holder` (e.g. `pid 4242 on laptop`), as interrupted.
+fn assert_interrupted(stderr: &str, holder: &str) {
+    let note = format!("the previous `cairn apply` ({holder}");
+    assert!(
+        stderr.contains(&note) && stderr.contains("was interrupted"),
+        "{stderr}"
+    );
+}
+
+/// How many objects the sandbox of `shop` holds.
+fn sandbox_len(w: &Work) -> usize {
+    w.json(&["sandbox", "list", "-C", "shop"])["objects"]
         .as_object()
         .unwrap()
-        .len();
-    assert_eq!(after, before, "a fenced replica deleted resources");
+        .len()
 }
 
 /// Lease clients of two enforce replicas, `a` and `b`, on the database at `url`.
